@@ -1,0 +1,1 @@
+"""partnerpay: invoicing and payments for professional firms, reached through a Partner API."""

@@ -1,0 +1,3 @@
+from partnerpay.cli import app
+
+app(prog_name="partnerpay")

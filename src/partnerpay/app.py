@@ -1,0 +1,90 @@
+"""The FastAPI application: routers, error handlers and the database's lifetime."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from partnerpay.config import Settings, get_settings
+from partnerpay.db import Database
+from partnerpay.dependencies import SessionDep
+from partnerpay.firms.routes import router as firms_router
+from partnerpay.invoices.routes import router as invoices_router
+from partnerpay.partners.routes import router as partners_router
+from partnerpay.problems import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
+
+PARTNER_API_PREFIX = "/api/v3/partner"
+
+DESCRIPTION = """
+The Partner API lets a practice-management system raise invoices for the firms it serves
+and follow them to payment.
+
+**Authentication.** Every `/api/v3/partner/...` call carries two headers:
+`X-CHANNEL-PARTNER-ID` (the partner's uuid) and `X-API-KEY`.
+
+**Errors** are `application/problem+json` documents:
+`{"type", "title", "status", "detail",
+"error_context": {"code", "fields": [{"field", "message"}]}}`;
+`type` is a stable machine code (`validation_error`, `firm_not_active`, ...).
+"""
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _partner_api() -> APIRouter:
+    router = APIRouter(
+        prefix=PARTNER_API_PREFIX,
+        responses={
+            401: {
+                "model": Problem,
+                "content": {PROBLEM_CONTENT_TYPE: {}},
+                "description": "Missing or wrong credentials",
+            }
+        },
+    )
+    router.include_router(invoices_router)
+    router.include_router(firms_router)
+    router.include_router(partners_router)
+    return router
+
+
+def _operations_api() -> APIRouter:
+    router = APIRouter(tags=["Operations"])
+
+    @router.get("/healthz", summary="Liveness and database check")
+    def healthz(session: SessionDep) -> Health:
+        session.execute(text("SELECT 1"))
+        return Health(status="ok")
+
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = Database(settings.database_url, settings.db_pool_size)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.database.dispose)
+
+    app = FastAPI(
+        title="partnerpay Partner API",
+        version="3.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(_partner_api())
+    app.include_router(_operations_api())
+    return app

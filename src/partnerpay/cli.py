@@ -1,0 +1,143 @@
+"""The ``partnerpay`` command: serve, db and admin."""
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from partnerpay.config import Environment, get_settings
+from partnerpay.db import Database, upgrade_database
+from partnerpay.demo import sandbox_account, seed_demo
+from partnerpay.firms import service as firms
+from partnerpay.firms.models import FirmStatus
+from partnerpay.firms.schemas import FirmCreate, FirmOut
+from partnerpay.money import Currency
+from partnerpay.partners import service as partners
+from partnerpay.partners.models import Partner
+from partnerpay.problems import ProblemError
+
+app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
+db_app = typer.Typer(help="Database schema.")
+admin_app = typer.Typer(help="Operator commands.")
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _database() -> Database:
+    return Database(get_settings().database_url)
+
+
+def _print(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+def _fail(error: ProblemError) -> None:
+    typer.echo(f"error: {error.problem.detail}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    demo: Annotated[bool, typer.Option(help="Seed the integration guide's demo data.")] = False,
+) -> None:
+    """Apply migrations and serve the API."""
+    settings = get_settings()
+    if demo and settings.env != Environment.SANDBOX:
+        typer.echo("error: --demo is only allowed with PARTNERPAY_ENV=sandbox", err=True)
+        raise typer.Exit(code=2)
+    upgrade_database(settings.database_url)
+    if demo:
+        database = _database()
+        with database.session() as session:
+            seed_demo(session)
+        database.dispose()
+    uvicorn.run(
+        "partnerpay.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied."""
+    upgrade_database(get_settings().database_url)
+    typer.echo("database is up to date")
+
+
+@admin_app.command("create-partner")
+def create_partner(
+    name: Annotated[str, typer.Option(help="The partner's name.")], as_json: JsonFlag = False
+) -> None:
+    """Create a channel partner and print its id and first API key."""
+    database = _database()
+    with database.session() as session:
+        issued = partners.create_partner(session, name)
+        result = {"channel_partner_id": str(issued.partner.id), "api_key": issued.api_key}
+    database.dispose()
+    _print(result, as_json)
+
+
+@admin_app.command("create-firm")
+def create_firm(
+    partner_id: Annotated[uuid.UUID, typer.Option(help="The owning partner's id.")],
+    trading_name: Annotated[str, typer.Option()],
+    legal_name: Annotated[str | None, typer.Option()] = None,
+    external_id: Annotated[str | None, typer.Option()] = None,
+    currency: Annotated[Currency, typer.Option()] = Currency.AUD,
+    status: Annotated[FirmStatus, typer.Option()] = FirmStatus.ACTIVE,
+    trust_account: Annotated[
+        bool, typer.Option("--trust-account", help="Give the firm a Trust account too.")
+    ] = False,
+    firm_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a firm with a sandbox Office account (and Trust account, if asked)."""
+    data = FirmCreate(
+        legal_name=legal_name,
+        trading_name=trading_name,
+        external_id=external_id,
+        currency=currency,
+        office_account=sandbox_account(trading_name, "Office"),
+        trust_account=sandbox_account(trading_name, "Trust") if trust_account else None,
+    )
+    database = _database()
+    try:
+        with database.session() as session:
+            if session.get(Partner, partner_id) is None:
+                raise ProblemError(404, "not_found", f"No partner with id '{partner_id}'.")
+            firm = firms.create_firm(session, partner_id, data, status=status, firm_id=firm_id)
+            result = FirmOut.of(firm).model_dump(mode="json")
+    except ProblemError as error:
+        _fail(error)
+    finally:
+        database.dispose()
+    _print(result, as_json)
+
+
+@admin_app.command("set-firm-status")
+def set_firm_status(firm_id: str, status: FirmStatus) -> None:
+    """Move a firm to a new status (Pending, Awaiting, Active, Closed)."""
+    database = _database()
+    try:
+        with database.session() as session:
+            firm = firms.set_firm_status(session, firm_id, status)
+            typer.echo(f"firm {firm.id} is {firm.status}")
+    except ProblemError as error:
+        _fail(error)
+    finally:
+        database.dispose()

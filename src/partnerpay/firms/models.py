@@ -1,0 +1,64 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from partnerpay.db import Base, new_id, utcnow
+
+
+class FirmStatus(StrEnum):
+    PENDING = "Pending"
+    AWAITING = "Awaiting"
+    ACTIVE = "Active"
+    CLOSED = "Closed"
+
+
+class AccountType(StrEnum):
+    OFFICE = "Office"
+    TRUST = "Trust"
+
+
+class Firm(Base):
+    """A professional firm a partner raises invoices for."""
+
+    __tablename__ = "firms"
+    __table_args__ = (UniqueConstraint("partner_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+    legal_name: Mapped[str] = mapped_column(String(200))
+    trading_name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    accounts: Mapped[list["SettlementAccount"]] = relationship(
+        back_populates="firm", lazy="selectin", order_by="SettlementAccount.account_type"
+    )
+
+    def account(self, account_type: AccountType) -> "SettlementAccount | None":
+        return next((a for a in self.accounts if a.account_type == account_type), None)
+
+
+class SettlementAccount(Base):
+    """A bank account a firm is paid into: its Office account, or its Trust account."""
+
+    __tablename__ = "settlement_accounts"
+    __table_args__ = (UniqueConstraint("firm_id", "account_type"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    account_type: Mapped[str] = mapped_column(String(16))
+    account_name: Mapped[str] = mapped_column(String(200))
+    branch_code: Mapped[str] = mapped_column(String(20))
+    account_number: Mapped[str] = mapped_column(String(34))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    firm: Mapped[Firm] = relationship(back_populates="accounts")

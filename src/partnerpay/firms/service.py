@@ -1,0 +1,115 @@
+"""Firms: onboarding by a partner or the operator, and the operator's status moves."""
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from partnerpay.db import utcnow
+from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
+from partnerpay.firms.schemas import AccountIn, FirmCreate
+from partnerpay.pagination import Page, newest_first_page
+from partnerpay.problems import ProblemError, conflict, not_found
+
+
+def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    """An id from a path; one that is not a uuid names nothing, so it is a 404."""
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+    except ValueError:
+        raise not_found(what, value) from None
+
+
+def _require_office_account_for(status: FirmStatus, firm_has_office: bool) -> None:
+    if status == FirmStatus.ACTIVE and not firm_has_office:
+        raise conflict(
+            "office_account_required", "A firm cannot become Active without an Office account."
+        )
+
+
+def _account(account_type: AccountType, data: AccountIn) -> SettlementAccount:
+    return SettlementAccount(account_type=account_type, **data.model_dump())
+
+
+def create_firm(
+    session: Session,
+    partner_id: uuid.UUID,
+    data: FirmCreate,
+    *,
+    status: FirmStatus = FirmStatus.PENDING,
+    firm_id: uuid.UUID | None = None,
+) -> Firm:
+    _require_office_account_for(status, data.office_account is not None)
+    firm = Firm(
+        id=firm_id or uuid.uuid4(),
+        partner_id=partner_id,
+        legal_name=data.legal_name or data.trading_name,
+        trading_name=data.trading_name,
+        external_id=data.external_id,
+        currency=data.currency,
+        status=status,
+        metadata_=data.metadata,
+    )
+    accounts = [(AccountType.OFFICE, data.office_account), (AccountType.TRUST, data.trust_account)]
+    firm.accounts = [_account(kind, account) for kind, account in accounts if account]
+    session.add(firm)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(
+            "firm_already_exists",
+            f"A firm with external_id '{data.external_id}' (or id '{firm.id}') already exists.",
+        ) from None
+    return firm
+
+
+def get_firm(session: Session, partner_id: uuid.UUID, firm_id: str | uuid.UUID) -> Firm:
+    """One of this partner's firms; another partner's firm is as unknown as a missing one."""
+    parsed_id = parse_id(firm_id, "firm")
+    firm = session.get(Firm, parsed_id)
+    if firm is None or firm.partner_id != partner_id:
+        raise not_found("firm", firm_id)
+    return firm
+
+
+def list_firms(
+    session: Session,
+    partner_id: uuid.UUID,
+    *,
+    external_id: str | None,
+    status: FirmStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Firm]:
+    statement = select(Firm).where(Firm.partner_id == partner_id)
+    if external_id is not None:
+        statement = statement.where(Firm.external_id == external_id)
+    if status is not None:
+        statement = statement.where(Firm.status == status)
+    return newest_first_page(
+        session, statement, Firm.created_at, Firm.id, limit=limit, cursor=cursor
+    )
+
+
+def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStatus) -> Firm:
+    """The operator moves a firm; only a firm with an Office account can become Active."""
+    firm = session.get(Firm, parse_id(firm_id, "firm"), with_for_update=True)
+    if firm is None:
+        raise not_found("firm", firm_id)
+    _require_office_account_for(status, firm.account(AccountType.OFFICE) is not None)
+    if firm.status != status:
+        firm.status = status
+        firm.updated_at = utcnow()
+    session.commit()
+    return firm
+
+
+def require_active(firm: Firm) -> None:
+    if firm.status != FirmStatus.ACTIVE:
+        raise ProblemError(
+            409,
+            "firm_not_active",
+            f"Firm '{firm.id}' is {firm.status}; invoices can only be raised for an Active firm.",
+        )

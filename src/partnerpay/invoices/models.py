@@ -1,0 +1,124 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from partnerpay.db import Base, new_id, utcnow
+from partnerpay.firms.models import SettlementAccount
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "Draft"
+    SUBMITTED = "Submitted"
+    AUTHORISED = "Authorised"
+    PAID = "Paid"
+    VOIDED = "Voided"
+
+
+FINAL_STATUSES = frozenset({InvoiceStatus.PAID, InvoiceStatus.VOIDED})
+
+
+class PaymentMethod(StrEnum):
+    CARD = "Card"
+    DIRECT_DEBIT = "DirectDebit"
+
+
+class SurchargeChoice(StrEnum):
+    DEFAULT = "Default"
+    CUSTOMER = "Customer"
+    MERCHANT = "Merchant"
+
+
+class Debtor(Base):
+    """A firm's client, kept once per (firm, partner's external id) with its latest details."""
+
+    __tablename__ = "debtors"
+    __table_args__ = (UniqueConstraint("firm_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Matter(Base):
+    """A firm's matter (case), kept once per (firm, partner's external id)."""
+
+    __tablename__ = "matters"
+    __table_args__ = (UniqueConstraint("firm_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Invoice(Base):
+    """An invoice raised by a partner for one of its firms.
+
+    ``matter`` and ``debtor`` keep what this invoice was raised with; the shared
+    :class:`Matter` and :class:`Debtor` rows they point to hold the latest details.
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("firm_id", "external_id"),
+        Index("ix_invoices_partner_created", "partner_id", "created_at", "id"),
+        Index("ix_invoices_partner_reference", "partner_id", "external_reference"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    due_date: Mapped[datetime | None]
+    description: Mapped[str | None] = mapped_column(Text)
+    external_reference: Mapped[str | None] = mapped_column(String(255))
+    settlement_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlement_accounts.id"))
+    matter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("matters.id"))
+    debtor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("debtors.id"))
+    matter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    debtor: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notes: Mapped[list[str] | None] = mapped_column(JSON)
+    payment_methods_override: Mapped[list[str] | None] = mapped_column(JSON)
+    surcharge_choice_override: Mapped[str] = mapped_column(String(16))
+    payment_redirect_url: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    settlement_account: Mapped[SettlementAccount] = relationship(lazy="selectin")
+    line_items: Mapped[list["InvoiceLineItem"]] = relationship(
+        lazy="selectin",
+        order_by="InvoiceLineItem.position",
+        cascade="all, delete-orphan",
+    )
+
+    @property
+    def amount_due_minor(self) -> int:
+        return max(self.amount_minor - self.amount_paid_minor, 0)
+
+
+class InvoiceLineItem(Base):
+    __tablename__ = "invoice_line_items"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    amount: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[int]
+    tax_rate: Mapped[str | None] = mapped_column(String(10))

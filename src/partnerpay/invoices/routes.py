@@ -1,0 +1,112 @@
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.invoices import service
+from partnerpay.invoices.models import Invoice, InvoiceStatus
+from partnerpay.invoices.schemas import (
+    AdjustAmountIn,
+    InvoiceIn,
+    InvoiceList,
+    InvoiceOut,
+    InvoiceResponse,
+)
+from partnerpay.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.problems import Problem
+
+router = APIRouter(prefix="/invoices", tags=["Invoices"])
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (400, 401, 404, 409)
+}
+
+
+def _respond(invoice: Invoice, settings: SettingsDep) -> InvoiceResponse:
+    return InvoiceResponse(invoice=InvoiceOut.of(invoice, settings.pay_base_url))
+
+
+@router.post("", summary="Create or update an invoice", responses=PROBLEMS)
+def upsert_invoice(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: InvoiceIn
+) -> InvoiceResponse:
+    """Create an invoice for an `Active` firm, or, when this partner already has an invoice
+    with this `firm_id` and `external_id`, replace its content with this body. Sending the
+    same body again changes nothing, so a retried POST is harmless."""
+    result = service.upsert_invoice(session, partner.id, body)
+    return _respond(result.invoice, settings)
+
+
+@router.get("", summary="List invoices", responses=PROBLEMS)
+def list_invoices(
+    session: SessionDep,
+    settings: SettingsDep,
+    partner: PartnerDep,
+    firm_id: uuid.UUID | None = None,
+    status: InvoiceStatus | None = None,
+    external_reference: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> InvoiceList:
+    """This partner's invoices, newest first."""
+    page = service.list_invoices(
+        session,
+        partner.id,
+        firm_id=firm_id,
+        status=status,
+        external_reference=external_reference,
+        limit=limit,
+        cursor=cursor,
+    )
+    return InvoiceList(
+        invoices=[InvoiceOut.of(invoice, settings.pay_base_url) for invoice in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "/firm/{firm_id}/{external_id:path}",
+    summary="Get an invoice by external id",
+    responses=PROBLEMS,
+)
+def get_invoice_by_external_id(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, firm_id: str, external_id: str
+) -> InvoiceResponse:
+    invoice = service.get_invoice_by_external_id(session, partner.id, firm_id, external_id)
+    return _respond(invoice, settings)
+
+
+@router.get("/{invoice_id}", summary="Get an invoice", responses=PROBLEMS)
+def get_invoice(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
+) -> InvoiceResponse:
+    return _respond(service.get_invoice(session, partner.id, invoice_id), settings)
+
+
+@router.post(
+    "/{invoice_id}/adjust-amount", summary="Change an invoice's amount", responses=PROBLEMS
+)
+def adjust_amount(
+    session: SessionDep,
+    settings: SettingsDep,
+    partner: PartnerDep,
+    invoice_id: str,
+    body: AdjustAmountIn,
+) -> InvoiceResponse:
+    """Set a new total for an invoice that is neither `Paid` nor `Voided`; it cannot go
+    below what has already been paid."""
+    invoice, _changed = service.adjust_amount(session, partner.id, invoice_id, body.new_amount)
+    return _respond(invoice, settings)
+
+
+@router.post("/{invoice_id}/void", summary="Void an invoice", responses=PROBLEMS)
+def void_invoice(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
+) -> InvoiceResponse:
+    """Mark an unpaid invoice `Voided`; its payment page stops taking payments."""
+    invoice, _changed = service.void_invoice(session, partner.id, invoice_id)
+    return _respond(invoice, settings)

@@ -1,0 +1,314 @@
+"""Invoices: the partner's create-or-update, reads, amount adjustments and voiding.
+
+Create-or-update is keyed on (firm, ``external_id``) and guarded by a unique constraint:
+concurrent first POSTs race to insert, one wins, and the others find its row and update
+it in place, so a retried POST can never make a second invoice.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from partnerpay.db import utcnow
+from partnerpay.firms.models import AccountType, Firm, SettlementAccount
+from partnerpay.firms.service import get_firm, parse_id, require_active
+from partnerpay.invoices.models import (
+    FINAL_STATUSES,
+    Debtor,
+    Invoice,
+    InvoiceLineItem,
+    InvoiceStatus,
+    Matter,
+)
+from partnerpay.invoices.schemas import InvoiceIn
+from partnerpay.money import to_minor
+from partnerpay.pagination import Page, newest_first_page
+from partnerpay.problems import ProblemError, conflict, not_found
+
+LINE_ITEM_FIELDS = ("amount", "amount_minor", "name", "description", "quantity", "tax_rate")
+
+
+@dataclass(frozen=True)
+class InvoiceContent:
+    """Everything a partner sets on an invoice, in the form it is stored."""
+
+    columns: dict[str, Any]
+    line_items: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> "InvoiceContent":
+        return cls(
+            columns={name: getattr(invoice, name) for name in _CONTENT_COLUMNS},
+            line_items=[
+                {name: getattr(item, name) for name in LINE_ITEM_FIELDS}
+                for item in invoice.line_items
+            ],
+        )
+
+    def apply_to(self, invoice: Invoice) -> None:
+        for name, value in self.columns.items():
+            setattr(invoice, name, value)
+        invoice.line_items = [
+            InvoiceLineItem(position=position, **item)
+            for position, item in enumerate(self.line_items)
+        ]
+
+
+_CONTENT_COLUMNS = (
+    "amount",
+    "amount_minor",
+    "currency",
+    "due_date",
+    "description",
+    "external_reference",
+    "settlement_account_id",
+    "matter",
+    "debtor",
+    "notes",
+    "payment_methods_override",
+    "surcharge_choice_override",
+    "payment_redirect_url",
+)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    invoice: Invoice
+    created: bool
+    changed: bool
+
+
+def _settlement_account(firm: Firm, data: InvoiceIn) -> SettlementAccount:
+    if data.settlement_account_id is not None:
+        account = next((a for a in firm.accounts if a.id == data.settlement_account_id), None)
+        named = f"settlement account '{data.settlement_account_id}'"
+    else:
+        account = firm.account(data.settlement_account or AccountType.OFFICE)
+        named = f"a {data.settlement_account or AccountType.OFFICE} settlement account"
+    if account is None:
+        raise conflict("invalid_settlement_account", f"Firm '{firm.id}' has no {named}.")
+    return account
+
+
+def _content(firm: Firm, data: InvoiceIn) -> InvoiceContent:
+    dumped = data.model_dump(mode="json", exclude_none=True)
+    return InvoiceContent(
+        columns={
+            "amount": data.amount,
+            "amount_minor": to_minor(data.amount),
+            "currency": data.currency or firm.currency,
+            "due_date": data.due_date,
+            "description": data.description,
+            "external_reference": data.external_reference,
+            "settlement_account_id": _settlement_account(firm, data).id,
+            "matter": dumped.get("matter"),
+            "debtor": dumped.get("debtor"),
+            "notes": data.notes,
+            "payment_methods_override": dumped.get("payment_methods_override"),
+            "surcharge_choice_override": data.surcharge_choice_override.value,
+            "payment_redirect_url": data.payment_redirect_url,
+        },
+        line_items=[
+            {
+                "amount": item.amount,
+                "amount_minor": to_minor(item.amount),
+                "name": item.name,
+                "description": item.description,
+                "quantity": item.quantity,
+                "tax_rate": item.tax_rate,
+            }
+            for item in data.line_items or []
+        ],
+    )
+
+
+def _upsert_party(
+    session: Session,
+    model: type[Debtor] | type[Matter],
+    firm_id: uuid.UUID,
+    details: dict[str, Any],
+) -> uuid.UUID:
+    """Keep one row per (firm, external id) with the latest details; return its id."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    statement = (
+        dialect.insert(model)
+        .values(
+            id=uuid.uuid4(),
+            firm_id=firm_id,
+            external_id=details["external_id"],
+            details=details,
+            updated_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["firm_id", "external_id"],
+            set_={"details": details, "updated_at": now},
+        )
+        .returning(model.id)
+    )
+    party_id: uuid.UUID = session.execute(statement).scalar_one()
+    return party_id
+
+
+def _link_parties(session: Session, invoice: Invoice) -> None:
+    invoice.matter_id = (
+        _upsert_party(session, Matter, invoice.firm_id, invoice.matter) if invoice.matter else None
+    )
+    invoice.debtor_id = (
+        _upsert_party(session, Debtor, invoice.firm_id, invoice.debtor) if invoice.debtor else None
+    )
+
+
+def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoice]:
+    return (
+        select(Invoice)
+        .where(Invoice.firm_id == firm_id, Invoice.external_id == external_id)
+        .with_for_update()
+    )
+
+
+def _try_insert(session: Session, invoice: Invoice) -> bool:
+    """Insert unless a concurrent request has just inserted the same (firm, external_id)."""
+    try:
+        with session.begin_nested():
+            session.add(invoice)
+    except IntegrityError:
+        return False
+    return True
+
+
+def require_updatable(invoice: Invoice) -> None:
+    if invoice.status in FINAL_STATUSES:
+        raise conflict(
+            "invoice_not_updatable",
+            f"Invoice '{invoice.id}' is {invoice.status} and can no longer be changed.",
+        )
+
+
+def upsert_invoice(session: Session, partner_id: uuid.UUID, data: InvoiceIn) -> UpsertResult:
+    firm = get_firm(session, partner_id, data.firm_id)
+    require_active(firm)
+    content = _content(firm, data)
+    lookup = _locked_by_external_id(firm.id, data.external_id)
+    invoice = session.scalars(lookup).one_or_none()
+    if invoice is None:
+        now = utcnow()
+        fresh = Invoice(
+            partner_id=partner_id,
+            firm_id=firm.id,
+            external_id=data.external_id,
+            status=InvoiceStatus.SUBMITTED,
+            created_at=now,
+            updated_at=now,
+        )
+        content.apply_to(fresh)
+        if _try_insert(session, fresh):
+            _link_parties(session, fresh)
+            session.commit()
+            return UpsertResult(fresh, created=True, changed=True)
+        invoice = session.scalars(lookup).one()
+    require_updatable(invoice)
+    if InvoiceContent.of(invoice) == content:
+        session.commit()
+        return UpsertResult(invoice, created=False, changed=False)
+    _require_amount_covers_payments(invoice, content.columns["amount_minor"])
+    content.apply_to(invoice)
+    invoice.updated_at = utcnow()
+    _link_parties(session, invoice)
+    session.commit()
+    return UpsertResult(invoice, created=False, changed=True)
+
+
+def _require_amount_covers_payments(invoice: Invoice, amount_minor: int) -> None:
+    if amount_minor < invoice.amount_paid_minor:
+        raise conflict(
+            "amount_below_paid",
+            f"Invoice '{invoice.id}' has payments totalling more than the new amount.",
+        )
+
+
+def get_invoice(
+    session: Session, partner_id: uuid.UUID, invoice_id: str | uuid.UUID, *, lock: bool = False
+) -> Invoice:
+    """One of this partner's invoices; another partner's is as unknown as a missing one."""
+    invoice = session.get(Invoice, parse_id(invoice_id, "invoice"), with_for_update=lock)
+    if invoice is None or invoice.partner_id != partner_id:
+        raise not_found("invoice", invoice_id)
+    return invoice
+
+
+def get_invoice_by_external_id(
+    session: Session, partner_id: uuid.UUID, firm_id: str, external_id: str
+) -> Invoice:
+    firm = get_firm(session, partner_id, firm_id)
+    invoice = session.scalars(
+        select(Invoice).where(Invoice.firm_id == firm.id, Invoice.external_id == external_id)
+    ).one_or_none()
+    if invoice is None:
+        raise ProblemError(
+            404,
+            "not_found",
+            f"Firm '{firm.id}' has no invoice with external_id '{external_id}'.",
+        )
+    return invoice
+
+
+def list_invoices(
+    session: Session,
+    partner_id: uuid.UUID,
+    *,
+    firm_id: uuid.UUID | None,
+    status: InvoiceStatus | None,
+    external_reference: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Invoice]:
+    statement = select(Invoice).where(Invoice.partner_id == partner_id)
+    if firm_id is not None:
+        statement = statement.where(Invoice.firm_id == firm_id)
+    if status is not None:
+        statement = statement.where(Invoice.status == status)
+    if external_reference is not None:
+        statement = statement.where(Invoice.external_reference == external_reference)
+    return newest_first_page(
+        session, statement, Invoice.created_at, Invoice.id, limit=limit, cursor=cursor
+    )
+
+
+def adjust_amount(
+    session: Session, partner_id: uuid.UUID, invoice_id: str, new_amount: str
+) -> tuple[Invoice, bool]:
+    """Change an open invoice's total; it may not fall below what has been paid."""
+    invoice = get_invoice(session, partner_id, invoice_id, lock=True)
+    require_updatable(invoice)
+    if invoice.amount == new_amount:
+        session.commit()
+        return invoice, False
+    amount_minor = to_minor(new_amount)
+    _require_amount_covers_payments(invoice, amount_minor)
+    invoice.amount, invoice.amount_minor = new_amount, amount_minor
+    invoice.updated_at = utcnow()
+    session.commit()
+    return invoice, True
+
+
+def void_invoice(session: Session, partner_id: uuid.UUID, invoice_id: str) -> tuple[Invoice, bool]:
+    """Void an unpaid invoice; voiding a voided one changes nothing."""
+    invoice = get_invoice(session, partner_id, invoice_id, lock=True)
+    if invoice.status == InvoiceStatus.VOIDED:
+        session.commit()
+        return invoice, False
+    if invoice.status == InvoiceStatus.PAID or invoice.amount_paid_minor > 0:
+        raise conflict(
+            "invoice_not_voidable",
+            f"Invoice '{invoice.id}' has payments and cannot be voided.",
+        )
+    invoice.status = InvoiceStatus.VOIDED
+    invoice.updated_at = utcnow()
+    session.commit()
+    return invoice, True

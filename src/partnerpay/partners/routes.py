@@ -1,0 +1,19 @@
+from fastapi import APIRouter, Body
+
+from partnerpay.dependencies import SessionDep
+from partnerpay.partners import service
+from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.partners.schemas import RotateKeyRequest, RotateKeyResponse
+
+router = APIRouter(tags=["Authentication"])
+
+
+@router.post("/rotatekey", summary="Issue a new API key")
+def rotate_key(
+    session: SessionDep, partner: PartnerDep, body: RotateKeyRequest = Body(default=None)
+) -> RotateKeyResponse:
+    """Issue a new API key. The keys working now keep working for
+    `previous_key_expires_hours` (default 48; 0 stops them at once)."""
+    hours = (body or RotateKeyRequest()).previous_key_expires_hours
+    api_key, expires_at = service.rotate_key(session, partner, hours)
+    return RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at)

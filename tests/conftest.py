@@ -1,0 +1,114 @@
+"""Test harness: every test runs against a real server process, on SQLite and on PostgreSQL.
+
+For each backend the session starts ``partnerpay serve --demo`` on a free loopback port
+against its own database (a SQLite file in a temporary folder; a throwaway PostgreSQL
+database created for this run and dropped after it). Tests talk HTTP to that server and
+set up partners and firms through the same service functions the admin CLI uses.
+
+PostgreSQL is used when reachable at ``PARTNERPAY_TEST_POSTGRES_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``); without it the PostgreSQL
+runs are skipped, or fail when ``PARTNERPAY_REQUIRE_POSTGRES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from partnerpay.db import Database, upgrade_database
+from partnerpay.firms.models import FirmStatus
+from tests.support import Firm, Partner, Server, create_firm, create_partner
+
+ADMIN_POSTGRES_URL = os.environ.get(
+    "PARTNERPAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("PARTNERPAY_REQUIRE_POSTGRES") == "1"
+
+
+def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
+    url = make_url(ADMIN_POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped afterwards."""
+    try:
+        admin = _admin_connection()
+    except psycopg.OperationalError as error:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but unreachable: {error}")
+        pytest.skip(f"PostgreSQL unreachable: {error}")
+    name = f"partnerpay_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with _admin_connection() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'partnerpay.db'}"
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = Path(tmp_path_factory.mktemp("server")) / "server.log"
+    with Server.start(database_url, log, demo=True) as running:
+        yield running
+
+
+@pytest.fixture
+def partner(database: Database) -> Partner:
+    return create_partner(database)
+
+
+@pytest.fixture
+def firm(database: Database, partner: Partner) -> Firm:
+    return create_firm(database, partner, trust_account=True)
+
+
+@pytest.fixture
+def pending_firm(database: Database, partner: Partner) -> Firm:
+    return create_firm(database, partner, status=FirmStatus.PENDING)
+
+
+@pytest.fixture
+def client(server: Server, partner: Partner) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as a fresh partner of its own."""
+    with httpx.Client(base_url=server.base_url, headers=partner.headers, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def anonymous(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        yield http

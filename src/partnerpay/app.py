@@ -16,6 +16,8 @@ from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
+from partnerpay.webhooks.routes import events_router, webhooks_router
+from partnerpay.webhooks.tasks import Dispatcher
 
 PARTNER_API_PREFIX = "/api/v3/partner"
 
@@ -50,6 +52,8 @@ def _partner_api() -> APIRouter:
     )
     router.include_router(invoices_router)
     router.include_router(firms_router)
+    router.include_router(webhooks_router)
+    router.include_router(events_router)
     router.include_router(partners_router)
     return router
 
@@ -70,11 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.database = Database(settings.database_url, settings.db_pool_size)
+        database = Database(settings.database_url, settings.db_pool_size)
+        app.state.database = database
+        dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None
+        if dispatcher:
+            dispatcher.start()
         try:
             yield
         finally:
-            await run_in_threadpool(app.state.database.dispose)
+            if dispatcher:
+                await run_in_threadpool(dispatcher.stop)
+            await run_in_threadpool(database.dispose)
 
     app = FastAPI(
         title="partnerpay Partner API",

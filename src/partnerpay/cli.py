@@ -1,6 +1,8 @@
 """The ``partnerpay`` command: serve, db and admin."""
 
 import json
+import signal
+import threading
 import uuid
 from typing import Annotated, Any
 
@@ -17,6 +19,7 @@ from partnerpay.money import Currency
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.problems import ProblemError
+from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
 db_app = typer.Typer(help="Database schema.")
@@ -70,6 +73,22 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+@app.command()
+def worker() -> None:
+    """Send webhooks, without serving the API, until SIGTERM or Ctrl-C."""
+    settings = get_settings()
+    database = _database()
+    dispatcher = Dispatcher(database, settings)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    dispatcher.start()
+    typer.echo("webhook worker started")
+    stopping.wait()
+    dispatcher.stop()
+    database.dispose()
 
 
 @db_app.command("upgrade")

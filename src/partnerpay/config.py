@@ -3,6 +3,7 @@
 from enum import StrEnum
 from functools import lru_cache
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,7 +19,25 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     env: Environment = Environment.SANDBOX
     db_pool_size: int = 10
-    max_body_bytes: int = 1_048_576
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    webhook_disable_after: float = Field(default=5 * 24 * 3600, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    run_dispatcher: bool = True
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        delays = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.replace(".", "", 1).isdigit() for part in delays):
+            raise ValueError("must be comma-separated seconds, such as 5,300,1800")
+        return ",".join(delays)
+
+    @property
+    def retry_delays(self) -> list[float]:
+        """Seconds to wait before each retry: N delays mean N retries, N + 1 attempts."""
+        return [float(part) for part in self.webhook_retry_schedule.split(",") if part]
 
     @property
     def is_sqlite(self) -> bool:

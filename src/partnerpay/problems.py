@@ -164,9 +164,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled error on %s %s", request.method, request.url.path, exc_info=error
-        )
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
         return problem_response(
             ProblemError(500, "internal_error", "An unexpected error occurred.", title="Error")
         )

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from partnerpay.db import truncate_to_millis
-from partnerpay.problems import invalid_field
+from partnerpay.problems import invalid_field, not_found
 
 
 def format_timestamp(value: datetime) -> str:
@@ -63,3 +63,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created_at), uuid.UUID(row_id)
     except (binascii.Error, ValueError, TypeError) as error:
         raise invalid_field("cursor", "is not a cursor this API returned") from error
+
+
+def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    """An id from a path; one that is not a uuid names nothing, so it is a 404."""
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+    except ValueError:
+        raise not_found(what, value) from None

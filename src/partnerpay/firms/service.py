@@ -8,17 +8,12 @@ from sqlalchemy.orm import Session
 
 from partnerpay.db import utcnow
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
-from partnerpay.firms.schemas import AccountIn, FirmCreate
+from partnerpay.firms.schemas import AccountIn, FirmCreate, FirmOut
 from partnerpay.pagination import Page, newest_first_page
 from partnerpay.problems import ProblemError, conflict, not_found
-
-
-def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
-    """An id from a path; one that is not a uuid names nothing, so it is a 404."""
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-    except ValueError:
-        raise not_found(what, value) from None
+from partnerpay.webhooks.models import Topic
+from partnerpay.webhooks.service import emit_event
+from partnerpay.wire import parse_id
 
 
 def _require_office_account_for(status: FirmStatus, firm_has_office: bool) -> None:
@@ -102,6 +97,9 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
     if firm.status != status:
         firm.status = status
         firm.updated_at = utcnow()
+        session.flush()
+        resource = FirmOut.of(firm).model_dump(mode="json")
+        emit_event(session, firm.partner_id, Topic.FIRM_STATUS_UPDATED, firm.external_id, resource)
     session.commit()
     return firm
 

@@ -36,7 +36,7 @@ def upsert_invoice(
     """Create an invoice for an `Active` firm, or, when this partner already has an invoice
     with this `firm_id` and `external_id`, replace its content with this body. Sending the
     same body again changes nothing, so a retried POST is harmless."""
-    result = service.upsert_invoice(session, partner.id, body)
+    result = service.upsert_invoice(session, partner.id, body, settings.pay_base_url)
     return _respond(result.invoice, settings)
 
 
@@ -99,7 +99,9 @@ def adjust_amount(
 ) -> InvoiceResponse:
     """Set a new total for an invoice that is neither `Paid` nor `Voided`; it cannot go
     below what has already been paid."""
-    invoice, _changed = service.adjust_amount(session, partner.id, invoice_id, body.new_amount)
+    invoice, _changed = service.adjust_amount(
+        session, partner.id, invoice_id, body.new_amount, settings.pay_base_url
+    )
     return _respond(invoice, settings)
 
 
@@ -108,5 +110,5 @@ def void_invoice(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
 ) -> InvoiceResponse:
     """Mark an unpaid invoice `Voided`; its payment page stops taking payments."""
-    invoice, _changed = service.void_invoice(session, partner.id, invoice_id)
+    invoice, _changed = service.void_invoice(session, partner.id, invoice_id, settings.pay_base_url)
     return _respond(invoice, settings)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from partnerpay.db import utcnow
 from partnerpay.firms.models import AccountType, Firm, SettlementAccount
-from partnerpay.firms.service import get_firm, parse_id, require_active
+from partnerpay.firms.service import get_firm, require_active
 from partnerpay.invoices.models import (
     FINAL_STATUSES,
     Debtor,
@@ -25,10 +25,13 @@ from partnerpay.invoices.models import (
     InvoiceStatus,
     Matter,
 )
-from partnerpay.invoices.schemas import InvoiceIn
+from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
 from partnerpay.money import to_minor
 from partnerpay.pagination import Page, newest_first_page
 from partnerpay.problems import ProblemError, conflict, not_found
+from partnerpay.webhooks.models import Topic
+from partnerpay.webhooks.service import emit_event
+from partnerpay.wire import parse_id
 
 LINE_ITEM_FIELDS = ("amount", "amount_minor", "name", "description", "quantity", "tax_rate")
 
@@ -182,6 +185,14 @@ def _try_insert(session: Session, invoice: Invoice) -> bool:
     return True
 
 
+def _commit_with_event(session: Session, invoice: Invoice, topic: Topic, pay_base_url: str) -> None:
+    """Commit a change together with the event that reports it (the outbox)."""
+    session.flush()
+    resource = InvoiceOut.of(invoice, pay_base_url).model_dump(mode="json")
+    emit_event(session, invoice.partner_id, topic, invoice.external_id, resource)
+    session.commit()
+
+
 def require_updatable(invoice: Invoice) -> None:
     if invoice.status in FINAL_STATUSES:
         raise conflict(
@@ -190,7 +201,9 @@ def require_updatable(invoice: Invoice) -> None:
         )
 
 
-def upsert_invoice(session: Session, partner_id: uuid.UUID, data: InvoiceIn) -> UpsertResult:
+def upsert_invoice(
+    session: Session, partner_id: uuid.UUID, data: InvoiceIn, pay_base_url: str
+) -> UpsertResult:
     firm = get_firm(session, partner_id, data.firm_id)
     require_active(firm)
     content = _content(firm, data)
@@ -209,7 +222,7 @@ def upsert_invoice(session: Session, partner_id: uuid.UUID, data: InvoiceIn) -> 
         content.apply_to(fresh)
         if _try_insert(session, fresh):
             _link_parties(session, fresh)
-            session.commit()
+            _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
             return UpsertResult(fresh, created=True, changed=True)
         invoice = session.scalars(lookup).one()
     require_updatable(invoice)
@@ -220,7 +233,7 @@ def upsert_invoice(session: Session, partner_id: uuid.UUID, data: InvoiceIn) -> 
     content.apply_to(invoice)
     invoice.updated_at = utcnow()
     _link_parties(session, invoice)
-    session.commit()
+    _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
     return UpsertResult(invoice, created=False, changed=True)
 
 
@@ -281,7 +294,7 @@ def list_invoices(
 
 
 def adjust_amount(
-    session: Session, partner_id: uuid.UUID, invoice_id: str, new_amount: str
+    session: Session, partner_id: uuid.UUID, invoice_id: str, new_amount: str, pay_base_url: str
 ) -> tuple[Invoice, bool]:
     """Change an open invoice's total; it may not fall below what has been paid."""
     invoice = get_invoice(session, partner_id, invoice_id, lock=True)
@@ -293,11 +306,13 @@ def adjust_amount(
     _require_amount_covers_payments(invoice, amount_minor)
     invoice.amount, invoice.amount_minor = new_amount, amount_minor
     invoice.updated_at = utcnow()
-    session.commit()
+    _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
     return invoice, True
 
 
-def void_invoice(session: Session, partner_id: uuid.UUID, invoice_id: str) -> tuple[Invoice, bool]:
+def void_invoice(
+    session: Session, partner_id: uuid.UUID, invoice_id: str, pay_base_url: str
+) -> tuple[Invoice, bool]:
     """Void an unpaid invoice; voiding a voided one changes nothing."""
     invoice = get_invoice(session, partner_id, invoice_id, lock=True)
     if invoice.status == InvoiceStatus.VOIDED:
@@ -310,5 +325,5 @@ def void_invoice(session: Session, partner_id: uuid.UUID, invoice_id: str) -> tu
         )
     invoice.status = InvoiceStatus.VOIDED
     invoice.updated_at = utcnow()
-    session.commit()
+    _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
     return invoice, True

@@ -1,0 +1,309 @@
+"""Webhook subscriptions, the event outbox and the partner's event log.
+
+Events are written by :func:`emit_event` in the caller's transaction, so an event exists
+exactly when the change it reports was committed. One delivery row per subscribed
+webhook is written with it; the dispatcher (``tasks.py``) sends them.
+"""
+
+import base64
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    event,
+    exists,
+    not_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from partnerpay.config import Environment
+from partnerpay.db import utcnow
+from partnerpay.problems import conflict, invalid_field, not_found
+from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
+from partnerpay.webhooks.models import (
+    DeliveryStatus,
+    Topic,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookStatus,
+)
+from partnerpay.webhooks.schemas import WebhookIn, WebhookUpdate
+from partnerpay.wire import format_timestamp, parse_id
+
+NOTIFY_CHANNEL = "partnerpay_webhook_events"
+DEFAULT_EVENT_WINDOW = timedelta(hours=24)
+_NEW_EVENTS = "partnerpay_new_events"
+_local_wakers: list[Callable[[], None]] = []
+
+
+def on_new_events(waker: Callable[[], None]) -> Callable[[], None]:
+    """Call ``waker`` after every commit in this process that wrote events; returns an
+    unsubscribe function."""
+    _local_wakers.append(waker)
+    return lambda: _local_wakers.remove(waker)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_local_dispatchers(session: Session) -> None:
+    if session.info.pop(_NEW_EVENTS, False):
+        for waker in list(_local_wakers):
+            waker()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_events(session: Session) -> None:
+    session.info.pop(_NEW_EVENTS, None)
+
+
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _events_key(topics: list[Topic]) -> str:
+    return ",".join(sorted(set(topics)))
+
+
+def _checked_url(url: str, env: Environment) -> str:
+    try:
+        check_destination(url, env)
+    except DestinationRefusedError as refused:
+        raise invalid_field("url", str(refused), "invalid_url") from None
+    return url
+
+
+def _save(session: Session, webhook: Webhook) -> Webhook:
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(
+            "webhook_already_exists",
+            f"A webhook for '{webhook.url}' with these events already exists.",
+        ) from None
+    return webhook
+
+
+def create_webhook(
+    session: Session, partner_id: uuid.UUID, data: WebhookIn, env: Environment
+) -> Webhook:
+    webhook = Webhook(
+        partner_id=partner_id,
+        name=data.name,
+        description=data.description,
+        url=_checked_url(data.url, env),
+        status=data.status,
+        events=sorted(set(data.events)),
+        events_key=_events_key(data.events),
+        authentication=data.authentication.model_dump() if data.authentication else None,
+        secret=_new_secret(),
+    )
+    session.add(webhook)
+    return _save(session, webhook)
+
+
+def list_webhooks(session: Session, partner_id: uuid.UUID) -> list[Webhook]:
+    return list(
+        session.scalars(
+            select(Webhook).where(Webhook.partner_id == partner_id).order_by(Webhook.created_at)
+        )
+    )
+
+
+def get_webhook(session: Session, partner_id: uuid.UUID, webhook_id: str | uuid.UUID) -> Webhook:
+    webhook = session.get(Webhook, parse_id(webhook_id, "webhook"))
+    if webhook is None or webhook.partner_id != partner_id:
+        raise not_found("webhook", webhook_id)
+    return webhook
+
+
+def update_webhook(
+    session: Session, partner_id: uuid.UUID, data: WebhookUpdate, env: Environment
+) -> Webhook:
+    webhook = get_webhook(session, partner_id, data.webhook_id)
+    sent = data.model_fields_set
+    if data.name is not None:
+        webhook.name = data.name
+    if "description" in sent:
+        webhook.description = data.description
+    if data.url is not None:
+        webhook.url = _checked_url(data.url, env)
+    if data.events is not None:
+        webhook.events = sorted(set(data.events))
+        webhook.events_key = _events_key(data.events)
+    if "authentication" in sent:
+        webhook.authentication = data.authentication.model_dump() if data.authentication else None
+    if data.status is not None and data.status != webhook.status:
+        webhook.status = data.status
+        webhook.failing_since = None
+    webhook.updated_at = utcnow()
+    return _save(session, webhook)
+
+
+def delete_webhook(session: Session, partner_id: uuid.UUID, webhook_id: str) -> None:
+    webhook = get_webhook(session, partner_id, webhook_id)
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+    session.delete(webhook)
+    session.commit()
+
+
+def _pending_delivery(webhook_id: uuid.UUID, now: datetime) -> WebhookDelivery:
+    return WebhookDelivery(
+        webhook_id=webhook_id, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now
+    )
+
+
+def _subscribers(session: Session, partner_id: uuid.UUID, topic: Topic) -> list[Webhook]:
+    enabled = session.scalars(
+        select(Webhook).where(
+            Webhook.partner_id == partner_id, Webhook.status == WebhookStatus.ENABLED
+        )
+    )
+    return [webhook for webhook in enabled if topic in webhook.events]
+
+
+def _announce(session: Session) -> None:
+    """Wake dispatchers once this transaction commits: in this process directly, in
+    others through PostgreSQL's NOTIFY (delivered at commit, dropped on rollback)."""
+    session.info[_NEW_EVENTS] = True
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def emit_event(
+    session: Session,
+    partner_id: uuid.UUID,
+    topic: Topic,
+    external_id: str | None,
+    resource: dict[str, Any],
+) -> WebhookEvent:
+    """Record an event in the caller's transaction, with a delivery per subscriber."""
+    now = utcnow()
+    event_id = uuid.uuid4()
+    envelope = {
+        "event_type": topic.value,
+        "event_id": str(event_id),
+        "created_at": format_timestamp(now),
+        "event": resource,
+    }
+    outbox_row = WebhookEvent(
+        id=event_id,
+        partner_id=partner_id,
+        topic=topic,
+        external_id=external_id,
+        payload=json.dumps(envelope, separators=(",", ":")),
+        created_at=now,
+    )
+    outbox_row.deliveries = [
+        _pending_delivery(webhook.id, now) for webhook in _subscribers(session, partner_id, topic)
+    ]
+    session.add(outbox_row)
+    if outbox_row.deliveries:
+        _announce(session)
+    return outbox_row
+
+
+def event_status(outbox_row: WebhookEvent) -> DeliveryStatus:
+    """``pending`` while any delivery is, else ``failed`` if any failed, else ``sent``."""
+    statuses = {delivery.status for delivery in outbox_row.deliveries}
+    if DeliveryStatus.PENDING in statuses:
+        return DeliveryStatus.PENDING
+    return DeliveryStatus.FAILED if DeliveryStatus.FAILED in statuses else DeliveryStatus.SENT
+
+
+def _has_delivery(status: DeliveryStatus) -> ColumnElement[bool]:
+    return exists().where(
+        WebhookDelivery.event_id == WebhookEvent.id, WebhookDelivery.status == status
+    )
+
+
+def _status_filter(status: DeliveryStatus) -> ColumnElement[bool]:
+    pending, failed = _has_delivery(DeliveryStatus.PENDING), _has_delivery(DeliveryStatus.FAILED)
+    if status == DeliveryStatus.PENDING:
+        return pending
+    if status == DeliveryStatus.FAILED:
+        return and_(failed, not_(pending))
+    return and_(not_(failed), not_(pending))
+
+
+def list_events(
+    session: Session,
+    partner_id: uuid.UUID,
+    *,
+    topic: Topic | None,
+    since: datetime | None,
+    since_webhook_event_id: str | None,
+    status: DeliveryStatus | None,
+    limit: int,
+) -> tuple[list[WebhookEvent], bool]:
+    """This partner's events, oldest first: after an event (to resume a replay), or since
+    a time (default: the last 24 hours)."""
+    if since is not None and since_webhook_event_id is not None:
+        raise invalid_field(
+            "since_webhook_event_id", "cannot be combined with since; give one or the other"
+        )
+    statement: Select[WebhookEvent] = select(WebhookEvent).where(
+        WebhookEvent.partner_id == partner_id
+    )
+    if since_webhook_event_id is not None:
+        after = get_event(session, partner_id, since_webhook_event_id)
+        position = tuple_(WebhookEvent.created_at, WebhookEvent.id)
+        statement = statement.where(position > tuple_(after.created_at, after.id))
+    else:
+        statement = statement.where(
+            WebhookEvent.created_at >= (since or utcnow() - DEFAULT_EVENT_WINDOW)
+        )
+    if topic is not None:
+        statement = statement.where(WebhookEvent.topic == topic)
+    if status is not None:
+        statement = statement.where(_status_filter(status))
+    rows = list(
+        session.scalars(
+            statement.order_by(WebhookEvent.created_at, WebhookEvent.id).limit(limit + 1)
+        )
+    )
+    return rows[:limit], len(rows) > limit
+
+
+def get_event(session: Session, partner_id: uuid.UUID, event_id: str | uuid.UUID) -> WebhookEvent:
+    outbox_row = session.get(WebhookEvent, parse_id(event_id, "event"))
+    if outbox_row is None or outbox_row.partner_id != partner_id:
+        raise not_found("event", event_id)
+    return outbox_row
+
+
+def redeliver_event(session: Session, partner_id: uuid.UUID, event_id: str) -> WebhookEvent:
+    """Queue the event again, from a first attempt, for every webhook subscribed to it now."""
+    outbox_row = get_event(session, partner_id, event_id)
+    now = utcnow()
+    existing = {delivery.webhook_id: delivery for delivery in outbox_row.deliveries}
+    for webhook in _subscribers(session, partner_id, Topic(outbox_row.topic)):
+        delivery = existing.get(webhook.id)
+        if delivery is None:
+            outbox_row.deliveries.append(_pending_delivery(webhook.id, now))
+            continue
+        delivery.status, delivery.attempts, delivery.next_attempt_at = (
+            DeliveryStatus.PENDING,
+            0,
+            now,
+        )
+    _announce(session)
+    session.commit()
+    return outbox_row
+
+
+def envelope_of(outbox_row: WebhookEvent) -> dict[str, Any]:
+    envelope: dict[str, Any] = json.loads(outbox_row.payload)
+    return envelope

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,12 +25,18 @@ from sqlalchemy.engine import make_url
 
 from partnerpay.db import Database, upgrade_database
 from partnerpay.firms.models import FirmStatus
+from tests.receiver import Receiver
 from tests.support import Firm, Partner, Server, create_firm, create_partner
 
 ADMIN_POSTGRES_URL = os.environ.get(
     "PARTNERPAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_POSTGRES = os.environ.get("PARTNERPAY_REQUIRE_POSTGRES") == "1"
+FAST_WEBHOOKS = {
+    "PARTNERPAY_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1,2,3",
+    "PARTNERPAY_WEBHOOK_TIMEOUT": "3",
+    "PARTNERPAY_WEBHOOK_POLL_INTERVAL": "0.2",
+}
 
 
 def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
@@ -45,9 +52,9 @@ def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this run, dropped afterwards."""
+@contextmanager
+def throwaway_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped afterwards; skips (or fails in CI) without one."""
     try:
         admin = _admin_connection()
     except psycopg.OperationalError as error:
@@ -57,9 +64,18 @@ def postgres_url() -> Iterator[str]:
     name = f"partnerpay_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with _admin_connection() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _admin_connection() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The PostgreSQL database of this run's shared server."""
+    with throwaway_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -72,6 +88,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return url
 
 
+@pytest.fixture
+def fresh_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of the same backend as ``database_url``, for a test that
+    runs servers of its own (so no other dispatcher shares its deliveries)."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'own.db'}"
+        upgrade_database(url)
+        yield url
+        return
+    with throwaway_postgres_database() as url:
+        upgrade_database(url)
+        yield url
+
+
 @pytest.fixture(scope="session")
 def database(database_url: str) -> Iterator[Database]:
     db = Database(database_url)
@@ -82,7 +112,7 @@ def database(database_url: str) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = Path(tmp_path_factory.mktemp("server")) / "server.log"
-    with Server.start(database_url, log, demo=True) as running:
+    with Server.start(database_url, log, demo=True, env=FAST_WEBHOOKS) as running:
         yield running
 
 
@@ -112,3 +142,9 @@ def client(server: Server, partner: Partner) -> Iterator[httpx.Client]:
 def anonymous(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver().running() as running:
+        yield running

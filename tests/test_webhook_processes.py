@@ -1,0 +1,241 @@
+"""Webhook delivery across processes: restarts, SIGKILL, several workers, production rules.
+
+Each test runs servers and workers of its own on a database of its own, so that no other
+dispatcher takes its deliveries.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from partnerpay.config import Environment
+from partnerpay.db import Database
+from partnerpay.firms.models import FirmStatus
+from partnerpay.webhooks.schemas import WebhookIn
+from partnerpay.webhooks.service import create_webhook
+from tests.receiver import Receiver
+from tests.support import (
+    API,
+    Firm,
+    Partner,
+    Server,
+    create_firm,
+    create_partner,
+    invoice_body,
+    wait_until,
+)
+
+SLOW_RETRIES = {
+    "PARTNERPAY_WEBHOOK_RETRY_SCHEDULE": "1,2,4,8,16",
+    "PARTNERPAY_WEBHOOK_POLL_INTERVAL": "0.2",
+    "PARTNERPAY_WEBHOOK_TIMEOUT": "3",
+}
+
+
+@pytest.fixture
+def own_database(fresh_database_url: str) -> Iterator[Database]:
+    database = Database(fresh_database_url)
+    yield database
+    database.dispose()
+
+
+def subscribe(client: httpx.Client, url: str, events: list[str] | None = None) -> None:
+    body = {"name": "hook", "url": url, "events": events or ["invoice.created"]}
+    assert client.post(f"{API}/webhooks", json=body).status_code == 200
+
+
+def post_invoices(server: Server, partner: Partner, firm: Firm, count: int, threads: int) -> None:
+    """Create ``count`` invoices from ``threads`` concurrent clients."""
+
+    def post_share(share: int) -> None:
+        with httpx.Client(base_url=server.base_url, headers=partner.headers, timeout=60) as c:
+            for _ in range(share):
+                response = c.post(f"{API}/invoices", json=invoice_body(firm))
+                assert response.status_code == 200, response.text
+
+    shares = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+    workers = [threading.Thread(target=post_share, args=(share,)) for share in shares]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+@contextmanager
+def worker_process(database_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PARTNERPAY_DATABASE_URL": database_url, **SLOW_RETRIES}
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "partnerpay", "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_pending_events_survive_sigkill(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    receiver = Receiver()  # down until the server has been killed
+    log = tmp_path / "server.log"
+    with Server.start(fresh_database_url, log, env=SLOW_RETRIES) as first:
+        with httpx.Client(base_url=first.base_url, headers=partner.headers) as client:
+            subscribe(client, receiver.url)
+        post_invoices(first, partner, firm, count=200, threads=4)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+
+    with receiver.running(), Server.start(fresh_database_url, log, env=SLOW_RETRIES) as second:
+        received = receiver.wait_for(200, deadline_s=60)
+        with httpx.Client(base_url=second.base_url, headers=partner.headers) as client:
+            logged = client.get(f"{API}/events", params={"limit": 1000}).json()["events"]
+
+    event_ids = {event["webhook_event_id"] for event in logged}
+    assert len(event_ids) == 200
+    assert {r.headers["webhook-id"] for r in received} == event_ids
+    assert all(r.headers["webhook-id"] == r.envelope["event_id"] for r in received)
+
+
+def test_two_workers_deliver_each_event_once(
+    database_url: str, own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several workers share one database on PostgreSQL")
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    api_only = {**SLOW_RETRIES, "PARTNERPAY_RUN_DISPATCHER": "false"}
+    with ExitStack() as stack:
+        receiver = stack.enter_context(Receiver().running())
+        server = stack.enter_context(
+            Server.start(fresh_database_url, tmp_path / "server.log", env=api_only)
+        )
+        for name in ("worker-1", "worker-2"):
+            stack.enter_context(worker_process(fresh_database_url, tmp_path / f"{name}.log"))
+        with httpx.Client(base_url=server.base_url, headers=partner.headers) as client:
+            subscribe(client, receiver.url)
+        post_invoices(server, partner, firm, count=1000, threads=8)
+        received = receiver.wait_for(1000, deadline_s=120)
+
+        webhook_ids = [r.headers["webhook-id"] for r in received]
+        assert len(set(webhook_ids)) == 1000
+        assert len(webhook_ids) == 1000
+
+
+def test_production_refuses_private_destinations(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    receiver = Receiver()
+    with own_database.session() as session:  # registered before the move to production
+        create_webhook(
+            session,
+            partner.id,
+            WebhookIn.model_validate(
+                {"name": "old", "url": receiver.url, "events": ["invoice.created"]}
+            ),
+            Environment.SANDBOX,
+        )
+    production = {**SLOW_RETRIES, "PARTNERPAY_ENV": "production"}
+    with (
+        receiver.running(),
+        Server.start(fresh_database_url, tmp_path / "server.log", env=production) as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+    ):
+        refused = client.post(
+            f"{API}/webhooks",
+            json={"name": "n", "url": "http://127.0.0.1:9/x", "events": ["invoice.created"]},
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error_context"]["fields"][0]["field"] == "url"
+
+        client.post(f"{API}/invoices", json=invoice_body(firm))
+
+        def refused_delivery() -> dict[str, Any] | None:
+            events = client.get(f"{API}/events").json()["events"]
+            delivery = events[0]["deliveries"][0] if events else None
+            return delivery if delivery and delivery.get("last_error") else None
+
+        delivery = wait_until(refused_delivery, 10, "the delivery to be refused")
+        assert "destination refused" in delivery["last_error"]
+        assert receiver.snapshot() == []
+
+
+def test_failing_webhook_is_disabled(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    settings = {
+        "PARTNERPAY_WEBHOOK_RETRY_SCHEDULE": "0.3,0.3,0.3,0.3,0.3,0.3",
+        "PARTNERPAY_WEBHOOK_DISABLE_AFTER": "0.5",
+        "PARTNERPAY_WEBHOOK_POLL_INTERVAL": "0.1",
+    }
+    with (
+        Receiver().running() as receiver,
+        Server.start(fresh_database_url, tmp_path / "server.log", env=settings) as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+    ):
+        receiver.answer = lambda _n: 503
+        subscribe(client, receiver.url)
+        client.post(f"{API}/invoices", json=invoice_body(firm))
+
+        def disabled() -> bool:
+            webhooks = client.get(f"{API}/webhooks").json()["webhooks"]
+            return bool(webhooks[0]["status"] == "Disabled")
+
+        wait_until(disabled, 10, "the webhook to be disabled")
+        (event,) = client.get(f"{API}/events").json()["events"]
+        assert event["status"] == "failed"
+        assert event["deliveries"][0]["attempts"] >= 2
+
+
+def test_firm_status_moves_are_events(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner, status=FirmStatus.PENDING)
+    env = {**os.environ, "PARTNERPAY_DATABASE_URL": fresh_database_url}
+    with (
+        Receiver().running() as receiver,
+        Server.start(fresh_database_url, tmp_path / "server.log", env=SLOW_RETRIES) as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+    ):
+        subscribe(client, receiver.url, events=["firm.status.updated"])
+        for status in ("Awaiting", "Active"):
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "partnerpay",
+                    "admin",
+                    "set-firm-status",
+                    str(firm.id),
+                    status,
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        received = receiver.wait_for(2)
+    assert [r.envelope["event"]["status"] for r in received] == ["Awaiting", "Active"]
+    assert {r.envelope["event_type"] for r in received} == {"firm.status.updated"}
+    assert received[1].envelope["event"]["firm_id"] == str(firm.id)

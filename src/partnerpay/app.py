@@ -2,9 +2,11 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +17,11 @@ from partnerpay.dependencies import SessionDep
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
 from partnerpay.partners.routes import router as partners_router
+from partnerpay.payments.gateway import SandboxGateway
+from partnerpay.payments.routes import partner_router as payments_router
+from partnerpay.payments.routes import pay_router
+from partnerpay.paypage.routes import STATIC_DIR
+from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.tasks import Dispatcher
@@ -52,6 +59,7 @@ def _partner_api() -> APIRouter:
     )
     router.include_router(invoices_router)
     router.include_router(firms_router)
+    router.include_router(payments_router)
     router.include_router(webhooks_router)
     router.include_router(events_router)
     router.include_router(partners_router)
@@ -67,6 +75,44 @@ def _operations_api() -> APIRouter:
         return Health(status="ok")
 
     return router
+
+
+def _describe_errors_as_sent(app: FastAPI) -> None:
+    """Make ``/openapi.json`` say what the API does: both credential headers are needed
+    together (FastAPI lists each as an alternative), and bad input is a 400 problem, not
+    FastAPI's 422."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            if len(operation.get("security", [])) > 1:
+                operation["security"] = [
+                    {
+                        name: scopes
+                        for each in operation["security"]
+                        for name, scopes in each.items()
+                    }
+                ]
+            if operation.get("responses", {}).pop("422", None) is not None:
+                operation["responses"].setdefault(
+                    "400",
+                    {
+                        "description": "Bad request",
+                        "content": {
+                            PROBLEM_CONTENT_TYPE: {
+                                "schema": {"$ref": "#/components/schemas/Problem"}
+                            }
+                        },
+                    },
+                )
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -94,7 +140,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.state.settings = settings
+    app.state.gateway = SandboxGateway()
     install_problem_handlers(app)
     app.include_router(_partner_api())
+    app.include_router(pay_router)
+    app.include_router(paypage_router)
     app.include_router(_operations_api())
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _describe_errors_as_sent(app)
     return app

@@ -18,6 +18,7 @@ from partnerpay.firms.schemas import FirmCreate, FirmOut
 from partnerpay.money import Currency
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
+from partnerpay.payments import service as payments
 from partnerpay.problems import ProblemError
 from partnerpay.webhooks.tasks import Dispatcher
 
@@ -123,10 +124,14 @@ def create_firm(
         bool, typer.Option("--trust-account", help="Give the firm a Trust account too.")
     ] = False,
     firm_id: Annotated[uuid.UUID | None, typer.Option()] = None,
+    surcharge_percent: Annotated[
+        str | None, typer.Option(help="Card surcharge in percent; turns surcharging on.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a firm with a sandbox Office account (and Trust account, if asked)."""
     data = FirmCreate(
+        surcharge_percent=surcharge_percent,
         legal_name=legal_name,
         trading_name=trading_name,
         external_id=external_id,
@@ -146,6 +151,17 @@ def create_firm(
     finally:
         database.dispose()
     _print(result, as_json)
+
+
+@admin_app.command("settle-payments")
+def settle_payments() -> None:
+    """Settle every direct debit still processing (the sandbox bank accepts them all)."""
+    settings = get_settings()
+    database = _database()
+    with database.session() as session:
+        settled = payments.settle_processing_payments(session, settings.pay_base_url)
+    database.dispose()
+    typer.echo(f"settled {settled} payment(s)")
 
 
 @admin_app.command("set-firm-status")

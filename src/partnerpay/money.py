@@ -59,6 +59,12 @@ def to_minor(amount: str | Decimal) -> int:
     return int(cents)
 
 
+def percent_of(minor: int, percent: str) -> int:
+    """``percent`` % of an amount in minor units, rounded half up to the minor unit."""
+    share = Decimal(minor) * Decimal(percent) / 100
+    return int(share.quantize(Decimal(1), ROUND_HALF_UP))
+
+
 def format_minor(minor: int) -> str:
     """The wire form of a platform-computed amount: always two decimals (``"0.00"``)."""
     return str((Decimal(minor) / MINOR_UNITS_PER_MAJOR).quantize(CENT))

@@ -35,6 +35,8 @@ class Firm(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    surcharge_enabled: Mapped[bool] = mapped_column(default=False)
+    surcharge_percent: Mapped[str] = mapped_column(String(10), default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -4,7 +4,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
-from partnerpay.money import Currency
+from partnerpay.money import Currency, PercentString
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -53,6 +53,10 @@ class FirmCreate(BaseModel):
     metadata: dict[Annotated[str, StringConstraints(max_length=40)], MetadataValue] = Field(
         default_factory=dict, max_length=50
     )
+    surcharge_percent: PercentString | None = Field(
+        default=None,
+        description="Card surcharge the payer bears when surcharging applies; sets it on.",
+    )
 
 
 class FirmOut(WireModel):
@@ -65,6 +69,8 @@ class FirmOut(WireModel):
     office_account: AccountOut | None = None
     trust_account: AccountOut | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    surcharge_enabled: bool
+    surcharge_percent: str
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -81,6 +87,8 @@ class FirmOut(WireModel):
             office_account=AccountOut.of(office) if office else None,
             trust_account=AccountOut.of(trust) if trust else None,
             metadata=firm.metadata_,
+            surcharge_enabled=firm.surcharge_enabled,
+            surcharge_percent=firm.surcharge_percent,
             created_at=firm.created_at,
             updated_at=firm.updated_at,
         )

@@ -45,6 +45,8 @@ def create_firm(
         currency=data.currency,
         status=status,
         metadata_=data.metadata,
+        surcharge_enabled=data.surcharge_percent is not None,
+        surcharge_percent=data.surcharge_percent or "0",
     )
     accounts = [(AccountType.OFFICE, data.office_account), (AccountType.TRUST, data.trust_account)]
     firm.accounts = [_account(kind, account) for kind, account in accounts if account]

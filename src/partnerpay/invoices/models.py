@@ -7,7 +7,8 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnerpay.db import Base, new_id, utcnow
-from partnerpay.firms.models import SettlementAccount
+from partnerpay.firms.models import Firm, SettlementAccount
+from partnerpay.payments.models import ACCEPTED_STATUSES, Payment
 
 
 class InvoiceStatus(StrEnum):
@@ -97,6 +98,10 @@ class Invoice(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     settlement_account: Mapped[SettlementAccount] = relationship(lazy="selectin")
+    firm: Mapped[Firm] = relationship(lazy="raise")
+    payments: Mapped[list[Payment]] = relationship(
+        lazy="selectin", order_by=Payment.created_at, viewonly=True
+    )
     line_items: Mapped[list["InvoiceLineItem"]] = relationship(
         lazy="selectin",
         order_by="InvoiceLineItem.position",
@@ -106,6 +111,10 @@ class Invoice(Base):
     @property
     def amount_due_minor(self) -> int:
         return max(self.amount_minor - self.amount_paid_minor, 0)
+
+    @property
+    def accepted_payments(self) -> list[Payment]:
+        return [p for p in self.payments if p.status in ACCEPTED_STATUSES]
 
 
 class InvoiceLineItem(Base):

@@ -118,7 +118,7 @@ class AdjustAmountIn(BaseModel):
     new_amount: AmountString
 
 
-class PaymentOut(WireModel):
+class InvoicePayment(WireModel):
     transaction_id: uuid.UUID
     payment_id: uuid.UUID
     payment_type: str
@@ -153,7 +153,7 @@ class InvoiceOut(WireModel):
     payment_methods_override: list[PaymentMethod] | None = None
     surcharge_choice_override: SurchargeChoice
     payment_redirect_url: str | None = None
-    payments: list[PaymentOut] = Field(default_factory=list)
+    payments: list[InvoicePayment] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -187,6 +187,21 @@ class InvoiceOut(WireModel):
             ]
             or None,
             notes=invoice.notes,
+            payments=[
+                InvoicePayment(
+                    transaction_id=payment.transaction_id,
+                    payment_id=payment.id,
+                    payment_type=payment.payment_type,
+                    artifact_id=invoice.id,
+                    external_id=payment.external_id,
+                    received=format_minor(payment.amount_minor),
+                    refunded=format_minor(0),
+                    paid_out=format_minor(0),
+                    currency=Currency(payment.currency),
+                    date=payment.created_at,
+                )
+                for payment in invoice.accepted_payments
+            ],
             payment_methods_override=invoice.payment_methods_override,
             surcharge_choice_override=SurchargeChoice(invoice.surcharge_choice_override),
             payment_redirect_url=invoice.payment_redirect_url,

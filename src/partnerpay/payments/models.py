@@ -1,0 +1,53 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from partnerpay.db import Base, new_id, utcnow
+
+
+class PaymentStatus(StrEnum):
+    SUCCESSFUL = "Successful"
+    PROCESSING = "Processing"
+    FAILED = "Failed"
+
+
+ACCEPTED_STATUSES = frozenset({PaymentStatus.SUCCESSFUL, PaymentStatus.PROCESSING})
+
+
+class Payment(Base):
+    """A payment attempt on an invoice: by the payer on the payment page, or recorded by
+    the partner for money received elsewhere. Declined attempts are kept too (``Failed``)
+    so that a repeated idempotency key gets the same answer.
+
+    Only the card's brand and last four digits are kept (in ``method_detail``).
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "idempotency_key"),
+        Index("ix_payments_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(default=new_id)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16))
+    payment_type: Mapped[str] = mapped_column(String(100))
+    method_detail: Mapped[str | None] = mapped_column(String(100))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    surcharge_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    decline_code: Mapped[str | None] = mapped_column(String(50))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settled_at: Mapped[datetime | None]
+
+    @property
+    def total_minor(self) -> int:
+        return self.amount_minor + self.surcharge_minor

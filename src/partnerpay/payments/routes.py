@@ -1,0 +1,62 @@
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.invoices.schemas import InvoiceOut
+from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.payments import service
+from partnerpay.payments.gateway import PaymentGateway
+from partnerpay.payments.schemas import (
+    ExternalPaymentIn,
+    ExternalPaymentResponse,
+    PaymentIn,
+    PaymentResponse,
+)
+from partnerpay.problems import Problem
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (400, 402, 404, 409)
+}
+
+pay_router = APIRouter(prefix="/pay", tags=["Payment page"])
+partner_router = APIRouter(prefix="/payments", tags=["Payments"])
+
+
+def get_gateway(request: Request) -> PaymentGateway:
+    gateway: PaymentGateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
+
+
+@pay_router.post("/{invoice_id}/payments", summary="Pay an invoice", responses=PROBLEMS)
+def pay_invoice(
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    invoice_id: str,
+    body: PaymentIn,
+) -> PaymentResponse:
+    """The call the payment page makes. A declined card is a 402 whose `type` (and
+    `error_context.decline_code`) says why; the same `idempotency_key` again returns the
+    first answer without charging again."""
+    payment = service.pay_invoice(session, invoice_id, body, gateway, settings.pay_base_url)
+    return PaymentResponse(payment=service.payment_out(payment))
+
+
+@partner_router.post("/external", summary="Record an outside payment", responses=PROBLEMS)
+def record_external_payment(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: ExternalPaymentIn
+) -> ExternalPaymentResponse:
+    """Record money received outside the platform (cash, bank transfer...) against one of
+    this partner's invoices; it lowers `amount_due` like any payment."""
+    payment, invoice = service.record_external_payment(
+        session, partner.id, body, settings.pay_base_url
+    )
+    return ExternalPaymentResponse(
+        payment=service.payment_out(payment),
+        invoice=InvoiceOut.of(invoice, settings.pay_base_url),
+    )

@@ -1,0 +1,165 @@
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from partnerpay.invoices.models import PaymentMethod
+from partnerpay.invoices.schemas import InvoiceOut
+from partnerpay.money import AmountString, Currency
+from partnerpay.payments.gateway import BankAccount, Card
+from partnerpay.wire import Timestamp, WireModel
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _luhn_ok(number: str) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(number)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _card_number(value: object) -> str:
+    digits = re.sub(r"[ -]", "", value) if isinstance(value, str) else str(value)
+    if not re.fullmatch(r"\d{12,19}", digits) or not _luhn_ok(digits):
+        raise PydanticCustomError("invalid_card_number", "is not a valid card number")
+    return digits
+
+
+def _digits(pattern: str, message: str) -> BeforeValidator:
+    """Accept a string or a JSON integer of digits (``"12"`` or ``12``), kept as text."""
+
+    def check(value: object) -> str:
+        text = (
+            str(value).strip()
+            if isinstance(value, str | int) and not isinstance(value, bool)
+            else ""
+        )
+        if not re.fullmatch(pattern, text):
+            raise PydanticCustomError("invalid_digits", message)
+        return text
+
+    return BeforeValidator(check)
+
+
+CardNumber = Annotated[str, BeforeValidator(_card_number)]
+Month = Annotated[str, _digits(r"0?[1-9]|1[0-2]", "must be a month from 1 to 12")]
+Year = Annotated[str, _digits(r"\d{2}|\d{4}", "must be a year such as 2030 or 30")]
+Cvc = Annotated[str, _digits(r"\d{3,4}", "must be the 3 or 4 digits on the card")]
+Bsb = Annotated[str, _digits(r"\d{3}-?\d{3}", "must be a 6-digit BSB such as 062-000")]
+AccountNumber = Annotated[str, _digits(r"\d{5,9}", "must be 5 to 9 digits")]
+
+
+class CardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    number: CardNumber
+    exp_month: Month
+    exp_year: Year
+    cvc: Cvc
+    name: Name
+
+    @model_validator(mode="after")
+    def _not_expired(self) -> Self:
+        if (self.year, int(self.exp_month)) < _this_month():
+            raise PydanticCustomError("card_expired", "the card has expired")
+        return self
+
+    @property
+    def year(self) -> int:
+        year = int(self.exp_year)
+        return year + 2000 if year < 100 else year
+
+    def to_card(self) -> Card:
+        return Card(self.number, int(self.exp_month), self.year, self.cvc, self.name)
+
+
+def _this_month() -> tuple[int, int]:
+    now = datetime.now(UTC)
+    return now.year, now.month
+
+
+class DirectDebitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    account_name: Name
+    bsb: Bsb
+    account_number: AccountNumber
+
+    def to_account(self) -> BankAccount:
+        return BankAccount(self.account_name, self.bsb.replace("-", ""), self.account_number)
+
+
+class PaymentIn(BaseModel):
+    """Pay an invoice from its payment page."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    method: PaymentMethod
+    amount: AmountString | None = Field(
+        default=None, description="Default: the amount due. Less is a partial payment."
+    )
+    card: CardIn | None = None
+    direct_debit: DirectDebitIn | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="One per attempt to pay: the same key again returns the first result."
+    )
+
+    @model_validator(mode="after")
+    def _details_for_the_method(self) -> Self:
+        if self.method == PaymentMethod.CARD and self.card is None:
+            raise PydanticCustomError("card_required", "card details are required to pay by Card")
+        if self.method == PaymentMethod.DIRECT_DEBIT and self.direct_debit is None:
+            raise PydanticCustomError(
+                "direct_debit_required", "direct_debit details are required to pay by DirectDebit"
+            )
+        return self
+
+
+class ExternalPaymentIn(BaseModel):
+    """A payment the partner received outside the platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact_id: uuid.UUID = Field(description="The invoice paid.")
+    amount: AmountString
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="The partner's id for the payment; sending it again records nothing new."
+    )
+    payment_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    details: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class PaymentOut(WireModel):
+    payment_id: uuid.UUID
+    invoice_id: uuid.UUID
+    amount: str
+    surcharge: str
+    total_charged: str
+    currency: Currency
+    payment_method: str
+    payment_method_detail: str | None = None
+    payment_status: str
+    decline_code: str | None = None
+    external_id: str | None = None
+    created_at: Timestamp
+
+
+class PaymentResponse(WireModel):
+    payment: PaymentOut
+
+
+class ExternalPaymentResponse(WireModel):
+    payment: PaymentOut
+    invoice: InvoiceOut

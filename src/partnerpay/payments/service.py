@@ -1,0 +1,283 @@
+"""Payments: the payer's card or direct debit, the partner's outside payments, settlement.
+
+Every payment locks its invoice row first, so concurrent payments are taken one at a time
+and can never together exceed the amount due; an idempotency key per attempt (unique per
+invoice) makes a double-clicked Pay button charge once.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partnerpay.db import utcnow
+from partnerpay.firms.models import Firm, FirmStatus
+from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod, SurchargeChoice
+from partnerpay.invoices.schemas import InvoiceOut
+from partnerpay.invoices.service import get_invoice
+from partnerpay.money import format_minor, percent_of, to_minor
+from partnerpay.payments.gateway import ChargeResult, ChargeStatus, PaymentGateway
+from partnerpay.payments.models import Payment, PaymentStatus
+from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
+from partnerpay.problems import ProblemError, conflict, invalid_field, not_found
+from partnerpay.webhooks.models import Topic
+from partnerpay.webhooks.service import emit_event
+from partnerpay.wire import parse_id
+
+PAYABLE_STATUSES = frozenset({InvoiceStatus.SUBMITTED, InvoiceStatus.AUTHORISED})
+DEFAULT_METHODS = (PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT)
+EXTERNAL_METHOD = "External"
+
+
+def allowed_methods(invoice: Invoice) -> list[PaymentMethod]:
+    return [PaymentMethod(m) for m in invoice.payment_methods_override or DEFAULT_METHODS]
+
+
+def payer_bears_surcharge(invoice: Invoice, firm: Firm) -> bool:
+    choice = invoice.surcharge_choice_override
+    if choice == SurchargeChoice.MERCHANT:
+        return False
+    return choice == SurchargeChoice.CUSTOMER or firm.surcharge_enabled
+
+
+def card_surcharge_minor(invoice: Invoice, firm: Firm, amount_minor: int) -> int:
+    """The card surcharge on ``amount_minor`` that the payer pays on top, if any."""
+    if not payer_bears_surcharge(invoice, firm):
+        return 0
+    return percent_of(amount_minor, firm.surcharge_percent)
+
+
+def is_payable(invoice: Invoice, firm: Firm) -> bool:
+    return (
+        invoice.status in PAYABLE_STATUSES
+        and invoice.amount_due_minor > 0
+        and firm.status == FirmStatus.ACTIVE
+    )
+
+
+def payment_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        payment_id=payment.id,
+        invoice_id=payment.invoice_id,
+        amount=format_minor(payment.amount_minor),
+        surcharge=format_minor(payment.surcharge_minor),
+        total_charged=format_minor(payment.total_minor),
+        currency=payment.currency,
+        payment_method=payment.method,
+        payment_method_detail=payment.method_detail,
+        payment_status=payment.status,
+        decline_code=payment.decline_code,
+        external_id=payment.external_id,
+        created_at=payment.created_at,
+    )
+
+
+def decline_problem(payment: Payment) -> ProblemError:
+    code = payment.decline_code or "card_declined"
+    reasons = {"insufficient_funds": "The card has insufficient funds."}
+    error = ProblemError(
+        402,
+        code,
+        reasons.get(code, "The card was declined.") + " Try another card or payment method.",
+        title="Payment declined",
+    )
+    error.problem.error_context.decline_code = code
+    return error
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What the payer asked for, checked against the invoice."""
+
+    method: PaymentMethod
+    amount_minor: int
+    surcharge_minor: int
+    detail: str
+    run: Callable[[PaymentGateway], ChargeResult]
+
+
+def _charge(invoice: Invoice, firm: Firm, data: PaymentIn) -> Charge:
+    if data.method not in allowed_methods(invoice):
+        raise invalid_field(
+            "method", f"{data.method} is not accepted for this invoice", "method_not_allowed"
+        )
+    due = invoice.amount_due_minor
+    amount_minor = to_minor(data.amount) if data.amount else due
+    if amount_minor > due:
+        raise invalid_field("amount", f"is more than the amount due ({format_minor(due)})")
+    currency = invoice.currency
+    key = data.idempotency_key
+    if data.card is not None and data.method == PaymentMethod.CARD:
+        card = data.card.to_card()
+        surcharge = card_surcharge_minor(invoice, firm, amount_minor)
+        total = amount_minor + surcharge
+        return Charge(
+            data.method,
+            amount_minor,
+            surcharge,
+            card.description,
+            lambda gateway: gateway.charge_card(card, total, currency, key),
+        )
+    assert data.direct_debit is not None  # PaymentIn requires the details of its method
+    account = data.direct_debit.to_account()
+    return Charge(
+        data.method,
+        amount_minor,
+        0,
+        account.description,
+        lambda gateway: gateway.debit_account(account, amount_minor, currency, key),
+    )
+
+
+def _locked_invoice(session: Session, invoice_id: str | uuid.UUID) -> Invoice:
+    invoice = session.get(Invoice, parse_id(invoice_id, "invoice"), with_for_update=True)
+    if invoice is None:
+        raise not_found("invoice", invoice_id)
+    return invoice
+
+
+def _earlier_attempt(session: Session, invoice: Invoice, key: str) -> Payment | None:
+    return session.scalars(
+        select(Payment).where(Payment.invoice_id == invoice.id, Payment.idempotency_key == key)
+    ).one_or_none()
+
+
+def _require_payable(invoice: Invoice, firm: Firm) -> None:
+    if not is_payable(invoice, firm):
+        raise conflict("invoice_not_payable", f"Invoice '{invoice.id}' cannot take payments now.")
+
+
+def pay_invoice(
+    session: Session,
+    invoice_id: str,
+    data: PaymentIn,
+    gateway: PaymentGateway,
+    pay_base_url: str,
+) -> Payment:
+    """Charge the payer; a declined charge is recorded, reported, and raised as a 402."""
+    invoice = _locked_invoice(session, invoice_id)
+    earlier = _earlier_attempt(session, invoice, data.idempotency_key)
+    if earlier is not None:
+        session.rollback()
+        if earlier.status == PaymentStatus.FAILED:
+            raise decline_problem(earlier)
+        return earlier
+    firm = session.get_one(Firm, invoice.firm_id)
+    _require_payable(invoice, firm)
+    charge = _charge(invoice, firm, data)
+    result = charge.run(gateway)
+    payment = Payment(
+        invoice_id=invoice.id,
+        idempotency_key=data.idempotency_key,
+        method=charge.method,
+        payment_type=charge.method,
+        method_detail=charge.detail,
+        amount_minor=charge.amount_minor,
+        surcharge_minor=charge.surcharge_minor,
+        currency=invoice.currency,
+        status=_payment_status(result),
+        decline_code=result.decline_code,
+    )
+    session.add(payment)
+    if payment.status == PaymentStatus.FAILED:
+        _emit_payment(session, invoice, payment, Topic.PAYMENT_FAILED)
+        session.commit()
+        raise decline_problem(payment)
+    _apply_payment(session, invoice, payment, pay_base_url)
+    session.commit()
+    return payment
+
+
+def _payment_status(result: ChargeResult) -> PaymentStatus:
+    return {
+        ChargeStatus.SUCCEEDED: PaymentStatus.SUCCESSFUL,
+        ChargeStatus.PROCESSING: PaymentStatus.PROCESSING,
+        ChargeStatus.DECLINED: PaymentStatus.FAILED,
+    }[result.status]
+
+
+def _emit_payment(session: Session, invoice: Invoice, payment: Payment, topic: Topic) -> None:
+    session.flush()
+    resource = payment_out(payment).model_dump(mode="json")
+    emit_event(session, invoice.partner_id, topic, invoice.external_id, resource)
+
+
+def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_base_url: str) -> None:
+    """Bring the invoice up to date with its payments and report both changes."""
+    session.flush()
+    session.refresh(invoice, ["payments"])
+    accepted = invoice.accepted_payments
+    invoice.amount_paid_minor = sum(p.amount_minor for p in accepted)
+    if any(p.status == PaymentStatus.PROCESSING for p in accepted):
+        invoice.status = InvoiceStatus.AUTHORISED
+    elif invoice.amount_due_minor == 0:
+        invoice.status = InvoiceStatus.PAID
+    else:
+        invoice.status = InvoiceStatus.SUBMITTED
+    invoice.updated_at = utcnow()
+    if payment.status == PaymentStatus.SUCCESSFUL:
+        _emit_payment(session, invoice, payment, Topic.PAYMENT_SUCCEEDED)
+    session.flush()
+    resource = InvoiceOut.of(invoice, pay_base_url).model_dump(mode="json")
+    emit_event(session, invoice.partner_id, Topic.INVOICE_UPDATED, invoice.external_id, resource)
+
+
+def record_external_payment(
+    session: Session, partner_id: uuid.UUID, data: ExternalPaymentIn, pay_base_url: str
+) -> tuple[Payment, Invoice]:
+    """Record money the partner received elsewhere; the same ``external_id`` again is a no-op."""
+    invoice = get_invoice(session, partner_id, data.artifact_id, lock=True)
+    key = f"external:{data.external_id}"
+    earlier = _earlier_attempt(session, invoice, key)
+    if earlier is not None:
+        session.commit()
+        return earlier, invoice
+    _require_payable(invoice, session.get_one(Firm, invoice.firm_id))
+    amount_minor = to_minor(data.amount)
+    if amount_minor > invoice.amount_due_minor:
+        raise invalid_field(
+            "amount", f"is more than the amount due ({format_minor(invoice.amount_due_minor)})"
+        )
+    payment = Payment(
+        invoice_id=invoice.id,
+        idempotency_key=key,
+        method=EXTERNAL_METHOD,
+        payment_type=data.payment_type,
+        amount_minor=amount_minor,
+        currency=invoice.currency,
+        status=PaymentStatus.SUCCESSFUL,
+        external_id=data.external_id,
+        details=data.details,
+        settled_at=utcnow(),
+    )
+    session.add(payment)
+    _apply_payment(session, invoice, payment, pay_base_url)
+    session.commit()
+    return payment, invoice
+
+
+def settle_processing_payments(session: Session, pay_base_url: str) -> int:
+    """Settle every direct debit still clearing (the sandbox's bank says yes to all)."""
+    pending = session.scalars(
+        select(Payment.id).where(Payment.status == PaymentStatus.PROCESSING)
+    ).all()
+    for payment_id in pending:
+        payment = session.get_one(Payment, payment_id)
+        invoice = _locked_invoice(session, payment.invoice_id)
+        session.refresh(payment, with_for_update=True)
+        if payment.status != PaymentStatus.PROCESSING:
+            session.rollback()
+            continue
+        payment.status, payment.settled_at = PaymentStatus.SUCCESSFUL, utcnow()
+        _apply_payment(session, invoice, payment, pay_base_url)
+        session.commit()
+    return len(pending)
+
+
+def get_payment(session: Session, invoice_id: str, payment_id: str) -> Payment:
+    payment = session.get(Payment, parse_id(payment_id, "payment"))
+    if payment is None or str(payment.invoice_id) != str(parse_id(invoice_id, "invoice")):
+        raise not_found("payment", payment_id)
+    return payment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hooks"
         self.received: list[Received] = []
         self.answer: Callable[[int], int] = lambda _n: 200
+        self.delay_s = 0.0
+        self.answered = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -47,9 +50,12 @@ class Receiver:
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     status = receiver.answer(len(receiver.received))
+                time.sleep(receiver.delay_s)  # a slow receiver, when a test asks for one
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
+                with receiver._lock:
+                    receiver.answered += 1
 
             def log_message(self, *_args: Any) -> None:
                 pass

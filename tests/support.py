@@ -65,6 +65,7 @@ class Server:
             **os.environ,
             "PARTNERPAY_DATABASE_URL": database_url,
             "PARTNERPAY_PUBLIC_BASE_URL": base_url,
+            "PARTNERPAY_RATE_LIMIT": "0",
             **(env or {}),
         }
         with log.open("ab") as output:
@@ -187,3 +188,72 @@ def invoice_body(firm: Firm, **overrides: Any) -> dict[str, Any]:
     body.update(firm_id=str(firm.id), external_id=f"inv-{uuid.uuid4()}")
     body.update(overrides)
     return body
+
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def assert_problem(
+    response: httpx.Response, status: int, type_: str, field: str | None = None
+) -> dict[str, Any]:
+    """The response is a problem+json document of this status and type (naming ``field``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_CONTENT_TYPE
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status, problem
+    assert problem["type"] == type_, problem
+    assert problem["error_context"]["code"] == type_, problem
+    assert isinstance(problem["title"], str), problem
+    assert problem["title"], problem
+    assert isinstance(problem["detail"], str), problem
+    assert problem["detail"], problem
+    if field is not None:
+        named = [entry["field"] for entry in problem["error_context"]["fields"]]
+        assert field in named, problem
+        assert field in problem["detail"], problem
+    return problem
+
+
+@contextmanager
+def partner_client(server: Server, partner: Partner) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as ``partner``."""
+    with httpx.Client(base_url=server.base_url, headers=partner.headers, timeout=30) as http:
+        yield http
+
+
+def create_invoice(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    """POST the invoice, expect 200, and return the invoice object."""
+    response = client.post(f"{API}/invoices", json=body)
+    assert response.status_code == 200, response.text
+    invoice: dict[str, Any] = response.json()["invoice"]
+    return invoice
+
+
+def invoice_by_external_id(
+    client: httpx.Client, firm_id: object, external_id: str
+) -> httpx.Response:
+    return client.get(f"{API}/invoices/firm/{firm_id}/{external_id}")
+
+
+def list_pages(
+    client: httpx.Client, path: str, key: str, **params: Any
+) -> list[list[dict[str, Any]]]:
+    """Every page of a cursor-paginated list, following ``next_cursor`` to the end."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor: str | None = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = client.get(f"{API}{path}", params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page[key])
+        if not page["has_more"]:
+            assert "next_cursor" not in page, page
+            return pages
+        cursor = page["next_cursor"]
+        assert cursor, page
+
+
+def list_all(client: httpx.Client, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a cursor-paginated list, in order."""
+    return [item for page in list_pages(client, path, key, **params) for item in page]

@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -13,9 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from partnerpay.config import Settings, get_settings
 from partnerpay.db import Database
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import SessionDep, get_database
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
+from partnerpay.limits import BodySizeLimit, PartnerRateLimit
+from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.payments.gateway import SandboxGateway
 from partnerpay.payments.routes import partner_router as payments_router
@@ -24,6 +26,7 @@ from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
 from partnerpay.webhooks.routes import events_router, webhooks_router
+from partnerpay.webhooks.service import count_backlog
 from partnerpay.webhooks.tasks import Dispatcher
 
 PARTNER_API_PREFIX = "/api/v3/partner"
@@ -73,6 +76,17 @@ def _operations_api() -> APIRouter:
     def healthz(session: SessionDep) -> Health:
         session.execute(text("SELECT 1"))
         return Health(status="ok")
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics(request: Request) -> Response:
+        database = get_database(request)
+
+        def backlog() -> tuple[int, int]:
+            with database.session(read_only=True) as session:
+                return count_backlog(session)
+
+        body, content_type = metrics_exposition(WebhookBacklog(backlog))
+        return Response(body, media_type=content_type)
 
     return router
 
@@ -147,5 +161,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(paypage_router)
     app.include_router(_operations_api())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.rate_limit:
+        app.add_middleware(
+            PartnerRateLimit, rate=settings.rate_limit, path_prefix=PARTNER_API_PREFIX
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver)
     _describe_errors_as_sent(app)
     return app

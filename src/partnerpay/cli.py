@@ -1,11 +1,15 @@
 """The ``partnerpay`` command: serve, db and admin."""
 
 import json
+import logging.config
+import os
 import signal
+import tempfile
 import threading
 import uuid
 from typing import Annotated, Any
 
+import prometheus_client
 import typer
 import uvicorn
 
@@ -16,6 +20,7 @@ from partnerpay.firms import service as firms
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate, FirmOut
 from partnerpay.money import Currency
+from partnerpay.observability import LOGGING_CONFIG, MULTIPROCESS_ENV
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
@@ -28,6 +33,7 @@ admin_app = typer.Typer(help="Operator commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 
+GRACEFUL_SHUTDOWN_S = 30
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
@@ -66,19 +72,31 @@ def serve(
         with database.session() as session:
             seed_demo(session)
         database.dispose()
+    if workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
+        # Let every worker process add to the metrics /metrics shows.
+        os.environ[MULTIPROCESS_ENV] = tempfile.mkdtemp(prefix="partnerpay-metrics-")
     uvicorn.run(
         "partnerpay.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=LOGGING_CONFIG,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
+    ] = None,
+) -> None:
     """Send webhooks, without serving the API, until SIGTERM or Ctrl-C."""
+    logging.config.dictConfig(LOGGING_CONFIG)
+    if metrics_port:
+        prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
     settings = get_settings()
     database = _database()
     dispatcher = Dispatcher(database, settings)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     event,
     exists,
+    func,
     not_,
     select,
     text,
@@ -307,3 +308,16 @@ def redeliver_event(session: Session, partner_id: uuid.UUID, event_id: str) -> W
 def envelope_of(outbox_row: WebhookEvent) -> dict[str, Any]:
     envelope: dict[str, Any] = json.loads(outbox_row.payload)
     return envelope
+
+
+def count_backlog(session: Session) -> tuple[int, int]:
+    """Pending deliveries: (due now, scheduled for later)."""
+    now = utcnow()
+    pending = WebhookDelivery.status == DeliveryStatus.PENDING
+    due = session.scalar(
+        select(func.count()).where(pending, WebhookDelivery.next_attempt_at <= now)
+    )
+    scheduled = session.scalar(
+        select(func.count()).where(pending, WebhookDelivery.next_attempt_at > now)
+    )
+    return due or 0, scheduled or 0

@@ -28,6 +28,7 @@ from standardwebhooks import Webhook as Signer
 
 from partnerpay.config import Settings
 from partnerpay.db import Database, utcnow
+from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
 from partnerpay.webhooks.models import (
     DeliveryStatus,
@@ -169,11 +170,12 @@ def send(client: httpx.Client, attempt: Attempt, settings: Settings) -> Outcome:
 
 def record_outcome(
     session: Session, delivery_id: uuid.UUID, outcome: Outcome, settings: Settings
-) -> None:
+) -> DeliveryStatus | None:
+    """Record an attempt's outcome; the delivery's status after it (None if it is gone)."""
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None:  # the webhook was deleted while the attempt was under way
         session.rollback()
-        return
+        return None
     now = utcnow()
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
     if outcome.succeeded:
@@ -186,7 +188,9 @@ def record_outcome(
         else:
             delivery.next_attempt_at = now + timedelta(seconds=delays[delivery.attempts - 1])
         _mark_webhook_failing(session, delivery.webhook_id, now, settings.webhook_disable_after)
+    status = DeliveryStatus(delivery.status)
     session.commit()
+    return status
 
 
 def _mark_webhook_healthy(session: Session, webhook_id: uuid.UUID) -> None:
@@ -311,8 +315,11 @@ class Dispatcher:
     def _attempt(self, attempt: Attempt) -> None:
         try:
             outcome = send(self._client, attempt, self.settings)
+            WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
             with self.database.session() as session:
-                record_outcome(session, attempt.delivery_id, outcome, self.settings)
+                status = record_outcome(session, attempt.delivery_id, outcome, self.settings)
+            if status == DeliveryStatus.FAILED:
+                WEBHOOK_FAILURES.inc()
         except Exception:
             logger.exception("webhook delivery %s could not be recorded", attempt.delivery_id)
         finally:

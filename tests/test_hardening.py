@@ -1,0 +1,135 @@
+"""Limits and operations: body size, rate limit, request ids, logs, metrics, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from partnerpay.db import Database
+from tests.receiver import Receiver
+from tests.support import (
+    API,
+    Firm,
+    Partner,
+    Server,
+    create_firm,
+    create_partner,
+    invoice_body,
+    wait_until,
+)
+
+ONE_MEGABYTE = 1_048_576
+
+
+def test_bodies_over_a_megabyte_are_refused(client: httpx.Client, firm: Firm) -> None:
+    body = invoice_body(firm, notes=["x" * 1000] * 1100)
+    response = client.post(f"{API}/invoices", json=body)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "payload_too_large"
+    missing = client.get(f"{API}/invoices/firm/{firm.id}/{body['external_id']}")
+    assert missing.status_code == 404
+
+
+def test_streamed_bodies_over_a_megabyte_are_refused(client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(ONE_MEGABYTE // 65_536 + 2):
+            yield b" " * 65_536
+
+    response = client.post(
+        f"{API}/invoices", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.fixture
+def limited_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    env = {"PARTNERPAY_RATE_LIMIT": "5", "PARTNERPAY_RUN_DISPATCHER": "false"}
+    with Server.start(database_url, tmp_path / "server.log", env=env) as running:
+        yield running
+
+
+def test_each_partner_has_its_own_rate_limit(
+    limited_server: Server, partner: Partner, database: Database
+) -> None:
+    with httpx.Client(base_url=limited_server.base_url, headers=partner.headers) as client:
+        statuses = [client.get(f"{API}/firms").status_code for _ in range(12)]
+        assert statuses[:5] == [200] * 5
+        assert 429 in statuses
+        limited = client.get(f"{API}/firms")
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.json()["type"] == "rate_limited"
+    other = create_partner(database)
+    with httpx.Client(base_url=limited_server.base_url, headers=other.headers) as client:
+        assert client.get(f"{API}/firms").status_code == 200
+    assert httpx.get(f"{limited_server.base_url}/healthz").status_code == 200
+
+
+def test_request_ids_are_echoed_and_logged(client: httpx.Client, server: Server) -> None:
+    given = f"trace-{uuid.uuid4().hex}"
+    response = client.get(f"{API}/firms", headers={"X-Request-ID": given})
+    assert response.headers["x-request-id"] == given
+
+    generated = client.get(f"{API}/firms", headers={"X-Request-ID": "bad id\twith tab"})
+    assert generated.headers["x-request-id"] not in ("", "bad id\twith tab")
+
+    def logged() -> list[dict[str, object]]:
+        lines = [
+            json.loads(line) for line in server.log.read_text().splitlines() if "{" in line[:1]
+        ]
+        return [line for line in lines if line.get("request_id") == given]
+
+    (entry,) = wait_until(logged, 5, "the request's log line")
+    assert entry["route"] == "/api/v3/partner/firms"
+    assert entry["status"] == 200
+
+
+def test_metrics_count_requests_and_the_webhook_backlog(
+    client: httpx.Client, server: Server
+) -> None:
+    client.get(f"{API}/firms")
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert (
+        'partnerpay_http_requests_total{method="GET",route="/api/v3/partner/firms",status="200"}'
+        in text
+    )
+    assert "partnerpay_http_request_duration_seconds_bucket" in text
+    assert 'partnerpay_webhook_backlog{state="due"}' in text
+    assert "partnerpay_webhook_attempts_total" in text
+
+
+def test_shutdown_finishes_the_delivery_under_way(fresh_database_url: str, tmp_path: Path) -> None:
+    database = Database(fresh_database_url)
+    partner = create_partner(database)
+    firm = create_firm(database, partner)
+    database.dispose()
+    log = tmp_path / "server.log"
+    with Receiver().running() as receiver:
+        receiver.delay_s = 1.0
+        with (
+            Server.start(fresh_database_url, log) as server,
+            httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+        ):
+            hook = {"name": "slow", "url": receiver.url, "events": ["invoice.created"]}
+            client.post(f"{API}/webhooks", json=hook)
+            client.post(f"{API}/invoices", json=invoice_body(firm))
+            receiver.wait_for(1)
+            server.process.send_signal(signal.SIGTERM)
+            # uvicorn re-raises SIGTERM once it has shut down gracefully
+            assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert receiver.answered == 1
+        with (
+            Server.start(fresh_database_url, log) as again,
+            httpx.Client(base_url=again.base_url, headers=partner.headers) as client,
+        ):
+            (event,) = client.get(f"{API}/events").json()["events"]
+        assert event["status"] == "sent"
+        assert event["deliveries"][0]["attempts"] == 1
+        assert len(receiver.snapshot()) == 1

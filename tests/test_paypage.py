@@ -1,7 +1,8 @@
 """The payment page in a real headless browser: Debian's chromium driven by Playwright.
 
 Skipped when chromium is not installed, unless ``PARTNERPAY_REQUIRE_BROWSER=1`` (CI).
-Screenshots of each state are written to ``docs/screenshots/``.
+Screenshots of each state are taken; with ``PARTNERPAY_UPDATE_SCREENSHOTS=1`` they replace
+the ones in ``docs/screenshots/`` that the README shows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.receiver import Receiver
 from tests.support import API, GUIDE_INVOICE, Firm, Server, invoice_body
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -83,9 +84,17 @@ def fill_card(page: Page, number: str) -> None:
     page.get_by_label("Security code").fill("123")
 
 
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("PARTNERPAY_UPDATE_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def shot(page: Page, folder: Path, name: str) -> None:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
 
 
 def status_of(client: httpx.Client, invoice_id: str) -> tuple[str, str, int]:
@@ -94,7 +103,7 @@ def status_of(client: httpx.Client, invoice_id: str) -> tuple[str, str, int]:
 
 
 def test_guide_invoice_is_paid_by_card(
-    page: Page, client: httpx.Client, firm: Firm, receiver: Receiver
+    page: Page, client: httpx.Client, firm: Firm, receiver: Receiver, screenshots: Path
 ) -> None:
     topics = ["payment.succeeded", "invoice.updated"]
     client.post(f"{API}/webhooks", json={"name": "w", "url": receiver.url, "events": topics})
@@ -111,13 +120,13 @@ def test_guide_invoice_is_paid_by_card(
     expect(page.locator("table.lines")).to_contain_text("Listened to voice message")
     expect(page.locator("table.lines")).to_contain_text("$1,000.00")
     expect(page.get_by_text("23 July 1953")).to_be_visible()
-    shot(page, "1-payment-page")
+    shot(page, screenshots, "1-payment-page")
 
     fill_card(page, "4242 4242 4242 4242")
     page.get_by_role("button", name="Pay $123.45").click()
     expect(page.get_by_test_id("receipt")).to_contain_text("$123.45")
     expect(page.get_by_text("Visa •••• 4242")).to_be_visible()
-    shot(page, "3-receipt")
+    shot(page, screenshots, "3-receipt")
 
     assert status_of(client, invoice["invoice_id"]) == ("Paid", "0.00", 1)
     received = receiver.wait_for(2)
@@ -126,11 +135,11 @@ def test_guide_invoice_is_paid_by_card(
     page.goto(invoice["payment_uri"])
     expect(page.get_by_test_id("invoice-state")).to_contain_text("Paid")
     expect(page.locator("form")).to_have_count(0)
-    shot(page, "5-paid")
+    shot(page, screenshots, "5-paid")
 
 
 def test_declined_card_shows_why_and_the_form_stays_usable(
-    page: Page, client: httpx.Client, firm: Firm
+    page: Page, client: httpx.Client, firm: Firm, screenshots: Path
 ) -> None:
     invoice = create(client, firm)
     page.goto(invoice["payment_uri"])
@@ -139,7 +148,7 @@ def test_declined_card_shows_why_and_the_form_stays_usable(
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("declined")
     expect(page.get_by_role("button", name="Pay $123.45")).to_be_enabled()
-    shot(page, "2-declined")
+    shot(page, screenshots, "2-declined")
     assert status_of(client, invoice["invoice_id"]) == ("Submitted", "123.45", 0)
 
     page.get_by_label("Card number").fill("4000 0000 0000 9995")
@@ -190,14 +199,14 @@ def test_direct_debit_from_the_page(page: Page, client: httpx.Client, firm: Firm
 
 
 def test_phone_layout_has_no_sideways_scroll(
-    browser: Browser, client: httpx.Client, firm: Firm
+    browser: Browser, client: httpx.Client, firm: Firm, screenshots: Path
 ) -> None:
     invoice = create(client, firm, description="A" * 80, external_reference="R" * 60)
     context = browser.new_context(viewport=PHONE, device_scale_factor=2)
     page = context.new_page()
     page.goto(invoice["payment_uri"])
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    shot(page, "4-phone")
+    shot(page, screenshots, "4-phone")
     fill_card(page, "4242424242424242")
     page.get_by_role("button", name="Pay $123.45").click()
     expect(page.get_by_test_id("receipt")).to_be_visible()
@@ -218,18 +227,18 @@ def test_redirect_after_paying(
 
 
 def test_voided_and_unknown_invoices(
-    page: Page, client: httpx.Client, firm: Firm, server: Server
+    page: Page, client: httpx.Client, firm: Firm, server: Server, screenshots: Path
 ) -> None:
     invoice = create(client, firm)
     client.post(f"{API}/invoices/{invoice['invoice_id']}/void")
     page.goto(invoice["payment_uri"])
     expect(page.get_by_test_id("invoice-state")).to_contain_text("Voided")
     expect(page.locator("form")).to_have_count(0)
-    shot(page, "6-voided")
+    shot(page, screenshots, "6-voided")
 
     for missing in (str(uuid.uuid4()), "not-an-invoice"):
         response = page.goto(f"{server.base_url}/pay/{missing}")
         assert response is not None
         assert response.status == 404
         expect(page.get_by_role("heading", level=1)).to_have_text("We couldn't find that invoice")
-    shot(page, "7-not-found")
+    shot(page, screenshots, "7-not-found")

@@ -8,8 +8,9 @@ instead of failing when a read lock cannot be upgraded). PostgreSQL is used when
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,6 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 READ_ONLY = "partnerpay_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE = 40  # anyio's default worker-thread count
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,7 +71,19 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+WRITE_LOCK_HELD = "partnerpay_write_lock_held"
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, and one writer at a time.
+
+    Writers of this process queue on a lock before ``BEGIN IMMEDIATE``: handing the
+    write slot over through a lock is immediate, whereas SQLite's own busy handler polls
+    with sleeps of up to 100 ms. The busy timeout still covers writers in other
+    processes (``partnerpay worker`` beside ``serve``).
+    """
+    write_lock = threading.Lock()
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how transactions start.
@@ -83,8 +97,37 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        write_lock.acquire()
+        connection.info[WRITE_LOCK_HELD] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            release_write_lock(connection)
+            raise
+
+    def release_write_lock(connection: Connection) -> None:
+        if connection.info.pop(WRITE_LOCK_HELD, False):
+            write_lock.release()
+
+    def finish_then_release(statement: str) -> Callable[[Connection], None]:
+        # These events fire before SQLAlchemy ends the transaction; end it here, so the
+        # next writer never finds the database still locked (the driver's own commit or
+        # rollback that follows is then a no-op: the connection is in autocommit mode).
+        def listener(connection: Connection) -> None:
+            if not connection.info.get(WRITE_LOCK_HELD):
+                return
+            try:
+                connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            finally:
+                release_write_lock(connection)
+
+        return listener
+
+    event.listen(engine, "commit", finish_then_release("COMMIT"))
+    event.listen(engine, "rollback", finish_then_release("ROLLBACK"))
 
 
 def create_db_engine(database_url: str, pool_size: int = 10) -> Engine:
@@ -92,8 +135,13 @@ def create_db_engine(database_url: str, pool_size: int = 10) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per worker thread: SQLite connections are cheap to keep and each
+        # new one pays for its PRAGMAs, so none are opened and closed per request.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_SIZE,
         )
         _configure_sqlite(engine)
         return engine

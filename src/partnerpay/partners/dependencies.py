@@ -6,8 +6,7 @@ from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
 
 from partnerpay.dependencies import SessionDep
-from partnerpay.partners.models import Partner
-from partnerpay.partners.service import authenticate
+from partnerpay.partners.service import AuthenticatedPartner, authenticate
 from partnerpay.problems import ProblemError
 
 partner_id_header = APIKeyHeader(
@@ -28,7 +27,7 @@ def current_partner(
     session: SessionDep,
     partner_id: Annotated[str | None, Security(partner_id_header)],
     api_key: Annotated[str | None, Security(api_key_header)],
-) -> Partner:
+) -> AuthenticatedPartner:
     partner = authenticate(session, partner_id, api_key)
     if partner is None:
         raise ProblemError(
@@ -40,4 +39,4 @@ def current_partner(
     return partner
 
 
-PartnerDep = Annotated[Partner, Depends(current_partner)]
+PartnerDep = Annotated[AuthenticatedPartner, Depends(current_partner)]

@@ -15,5 +15,5 @@ def rotate_key(
     """Issue a new API key. The keys working now keep working for
     `previous_key_expires_hours` (default 48; 0 stops them at once)."""
     hours = (body or RotateKeyRequest()).previous_key_expires_hours
-    api_key, expires_at = service.rotate_key(session, partner, hours)
+    api_key, expires_at = service.rotate_key(session, partner.id, hours)
     return RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at)

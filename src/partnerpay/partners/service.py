@@ -54,8 +54,18 @@ def _active_key_filter(now: datetime) -> ColumnElement[bool]:
     return or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
 
 
-def authenticate(session: Session, partner_id: str | None, api_key: str | None) -> Partner | None:
-    """The partner these credentials belong to, or ``None``."""
+@dataclass(frozen=True)
+class AuthenticatedPartner:
+    """The partner a request was authenticated as."""
+
+    id: uuid.UUID
+
+
+def authenticate(
+    session: Session, partner_id: str | None, api_key: str | None
+) -> AuthenticatedPartner | None:
+    """The partner these credentials belong to, or ``None`` (one query: a key row exists
+    only for an existing partner)."""
     if not partner_id or not api_key:
         return None
     try:
@@ -70,11 +80,11 @@ def authenticate(session: Session, partner_id: str | None, api_key: str | None) 
     matched = False
     for key_hash in key_hashes:
         matched |= hmac.compare_digest(key_hash, presented)
-    return session.get(Partner, parsed_id) if matched else None
+    return AuthenticatedPartner(parsed_id) if matched else None
 
 
 def rotate_key(
-    session: Session, partner: Partner, previous_key_expires_hours: int
+    session: Session, partner_id: uuid.UUID, previous_key_expires_hours: int
 ) -> tuple[str, datetime]:
     """Issue a new key; every key working now keeps working for the given number of hours."""
     now = utcnow()
@@ -82,13 +92,13 @@ def rotate_key(
     session.execute(
         update(ApiKey)
         .where(
-            ApiKey.partner_id == partner.id,
+            ApiKey.partner_id == partner_id,
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > previous_expires_at),
         )
         .values(expires_at=previous_expires_at)
     )
     api_key = generate_api_key()
-    _add_key(session, partner.id, api_key)
+    _add_key(session, partner_id, api_key)
     session.commit()
     return api_key, previous_expires_at
 

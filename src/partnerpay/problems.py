@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class FieldError(BaseModel):
 class ErrorContext(BaseModel):
     code: str
     fields: list[FieldError] = []
+    decline_code: str | None = None
 
 
 class Problem(BaseModel):
@@ -92,7 +94,7 @@ def invalid_field(field: str, message: str, type_: str = "validation_error") -> 
 
 def problem_response(error: ProblemError) -> JSONResponse:
     return JSONResponse(
-        error.problem.model_dump(),
+        error.problem.model_dump(exclude_none=True),
         status_code=error.problem.status,
         media_type=PROBLEM_CONTENT_TYPE,
         headers=error.headers,
@@ -168,3 +170,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             ProblemError(500, "internal_error", "An unexpected error occurred.", title="Error")
         )
+
+    @app.exception_handler(DataError)
+    async def on_data_error(request: Request, error: DataError) -> JSONResponse:
+        # PostgreSQL refuses NUL characters in text; that is bad input, not a server fault.
+        if "NUL" in str(error.orig):
+            return problem_response(
+                ProblemError(
+                    400, "validation_error", "Text must not contain NUL (\\u0000) characters."
+                )
+            )
+        return await on_unexpected(request, error)

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -11,10 +12,12 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     PlainSerializer,
     SerializerFunctionWrapHandler,
     model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 from partnerpay.db import truncate_to_millis
 from partnerpay.problems import invalid_field, not_found
@@ -32,9 +35,33 @@ def format_timestamp(value: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
 """A datetime as responses show it."""
 
+
+def _to_utc_millis(value: datetime) -> datetime:
+    try:
+        return truncate_to_millis(value.astimezone(UTC))
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise PydanticCustomError(
+            "datetime_out_of_range", "is out of the range of dates in UTC"
+        ) from None
+
+
+RFC3339_START = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]")
+
+
+def _require_rfc3339_text(value: object) -> object:
+    """Refuse what pydantic would read as a Unix timestamp (``0``, ``"1700000000"``)."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339_START.match(value)):
+        return value
+    raise PydanticCustomError(
+        "datetime_format",
+        'must be an RFC 3339 date-time with an offset, such as "1953-07-23T13:56:24.084Z"',
+    )
+
+
 InputTimestamp = Annotated[
     AwareDatetime,
-    AfterValidator(lambda value: truncate_to_millis(value.astimezone(UTC))),
+    BeforeValidator(_require_rfc3339_text),
+    AfterValidator(_to_utc_millis),
     PlainSerializer(format_timestamp, return_type=str),
 ]
 """A datetime a client sends: RFC 3339 with an offset; kept to the millisecond."""

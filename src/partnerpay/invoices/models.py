@@ -7,7 +7,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnerpay.db import Base, new_id, utcnow
-from partnerpay.firms.models import Firm, SettlementAccount
+from partnerpay.firms.models import Firm
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment
 
 
@@ -64,6 +64,8 @@ class Invoice(Base):
 
     ``matter`` and ``debtor`` keep what this invoice was raised with; the shared
     :class:`Matter` and :class:`Debtor` rows they point to hold the latest details.
+    ``line_items`` are kept as sent, in order, in a JSON column: they are only ever written
+    and read with their invoice, which is one row, written whole or not at all.
     """
 
     __tablename__ = "invoices"
@@ -86,10 +88,12 @@ class Invoice(Base):
     description: Mapped[str | None] = mapped_column(Text)
     external_reference: Mapped[str | None] = mapped_column(String(255))
     settlement_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlement_accounts.id"))
+    settlement_account_type: Mapped[str] = mapped_column(String(16))
     matter_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("matters.id"))
     debtor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("debtors.id"))
     matter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     debtor: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    line_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     notes: Mapped[list[str] | None] = mapped_column(JSON)
     payment_methods_override: Mapped[list[str] | None] = mapped_column(JSON)
     surcharge_choice_override: Mapped[str] = mapped_column(String(16))
@@ -97,16 +101,8 @@ class Invoice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    settlement_account: Mapped[SettlementAccount] = relationship(lazy="selectin")
     firm: Mapped[Firm] = relationship(lazy="raise")
-    payments: Mapped[list[Payment]] = relationship(
-        lazy="selectin", order_by=Payment.created_at, viewonly=True
-    )
-    line_items: Mapped[list["InvoiceLineItem"]] = relationship(
-        lazy="selectin",
-        order_by="InvoiceLineItem.position",
-        cascade="all, delete-orphan",
-    )
+    payments: Mapped[list[Payment]] = relationship(order_by=Payment.created_at, viewonly=True)
 
     @property
     def amount_due_minor(self) -> int:
@@ -114,20 +110,8 @@ class Invoice(Base):
 
     @property
     def accepted_payments(self) -> list[Payment]:
+        """Payments that count: loaded only when there are some (every accepted payment
+        adds to ``amount_paid_minor``), so an unpaid invoice costs no extra query."""
+        if self.amount_paid_minor == 0:
+            return []
         return [p for p in self.payments if p.status in ACCEPTED_STATUSES]
-
-
-class InvoiceLineItem(Base):
-    __tablename__ = "invoice_line_items"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    invoice_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
-    )
-    position: Mapped[int]
-    amount: Mapped[str] = mapped_column(String(16))
-    amount_minor: Mapped[int] = mapped_column(BigInteger)
-    name: Mapped[str | None] = mapped_column(String(255))
-    description: Mapped[str | None] = mapped_column(Text)
-    quantity: Mapped[int]
-    tax_rate: Mapped[str | None] = mapped_column(String(10))

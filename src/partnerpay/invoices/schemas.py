@@ -171,21 +171,11 @@ class InvoiceOut(WireModel):
             due_date=invoice.due_date,
             description=invoice.description,
             external_reference=invoice.external_reference,
-            settlement_account=AccountType(invoice.settlement_account.account_type),
+            settlement_account=AccountType(invoice.settlement_account_type),
             settlement_account_id=invoice.settlement_account_id,
             matter=_validated(MatterFields, invoice.matter),
             debtor=_validated(DebtorFields, invoice.debtor),
-            line_items=[
-                LineItemFields(
-                    amount=item.amount,
-                    name=item.name,
-                    description=item.description,
-                    quantity=item.quantity,
-                    tax_rate=item.tax_rate,
-                )
-                for item in invoice.line_items
-            ]
-            or None,
+            line_items=[LineItemFields.model_validate(item) for item in invoice.line_items] or None,
             notes=invoice.notes,
             payments=[
                 InvoicePayment(

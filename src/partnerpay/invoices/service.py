@@ -6,7 +6,7 @@ it in place, so a retried POST can never make a second invoice.
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -21,7 +21,6 @@ from partnerpay.invoices.models import (
     FINAL_STATUSES,
     Debtor,
     Invoice,
-    InvoiceLineItem,
     InvoiceStatus,
     Matter,
 )
@@ -33,33 +32,20 @@ from partnerpay.webhooks.models import Topic
 from partnerpay.webhooks.service import emit_event
 from partnerpay.wire import parse_id
 
-LINE_ITEM_FIELDS = ("amount", "amount_minor", "name", "description", "quantity", "tax_rate")
-
 
 @dataclass(frozen=True)
 class InvoiceContent:
     """Everything a partner sets on an invoice, in the form it is stored."""
 
     columns: dict[str, Any]
-    line_items: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def of(cls, invoice: Invoice) -> "InvoiceContent":
-        return cls(
-            columns={name: getattr(invoice, name) for name in _CONTENT_COLUMNS},
-            line_items=[
-                {name: getattr(item, name) for name in LINE_ITEM_FIELDS}
-                for item in invoice.line_items
-            ],
-        )
+        return cls({name: getattr(invoice, name) for name in _CONTENT_COLUMNS})
 
     def apply_to(self, invoice: Invoice) -> None:
         for name, value in self.columns.items():
             setattr(invoice, name, value)
-        invoice.line_items = [
-            InvoiceLineItem(position=position, **item)
-            for position, item in enumerate(self.line_items)
-        ]
 
 
 _CONTENT_COLUMNS = (
@@ -70,8 +56,10 @@ _CONTENT_COLUMNS = (
     "description",
     "external_reference",
     "settlement_account_id",
+    "settlement_account_type",
     "matter",
     "debtor",
+    "line_items",
     "notes",
     "payment_methods_override",
     "surcharge_choice_override",
@@ -100,33 +88,25 @@ def _settlement_account(firm: Firm, data: InvoiceIn) -> SettlementAccount:
 
 def _content(firm: Firm, data: InvoiceIn) -> InvoiceContent:
     dumped = data.model_dump(mode="json", exclude_none=True)
+    account = _settlement_account(firm, data)
     return InvoiceContent(
-        columns={
+        {
             "amount": data.amount,
             "amount_minor": to_minor(data.amount),
             "currency": data.currency or firm.currency,
             "due_date": data.due_date,
             "description": data.description,
             "external_reference": data.external_reference,
-            "settlement_account_id": _settlement_account(firm, data).id,
+            "settlement_account_id": account.id,
+            "settlement_account_type": account.account_type,
             "matter": dumped.get("matter"),
             "debtor": dumped.get("debtor"),
+            "line_items": dumped.get("line_items", []),
             "notes": data.notes,
             "payment_methods_override": dumped.get("payment_methods_override"),
             "surcharge_choice_override": data.surcharge_choice_override.value,
             "payment_redirect_url": data.payment_redirect_url,
-        },
-        line_items=[
-            {
-                "amount": item.amount,
-                "amount_minor": to_minor(item.amount),
-                "name": item.name,
-                "description": item.description,
-                "quantity": item.quantity,
-                "tax_rate": item.tax_rate,
-            }
-            for item in data.line_items or []
-        ],
+        }
     )
 
 

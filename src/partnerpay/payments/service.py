@@ -19,7 +19,7 @@ from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.invoices.service import get_invoice
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments.gateway import ChargeResult, ChargeStatus, PaymentGateway
-from partnerpay.payments.models import Payment, PaymentStatus
+from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
 from partnerpay.problems import ProblemError, conflict, invalid_field, not_found
 from partnerpay.webhooks.models import Topic
@@ -208,7 +208,7 @@ def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_bas
     """Bring the invoice up to date with its payments and report both changes."""
     session.flush()
     session.refresh(invoice, ["payments"])
-    accepted = invoice.accepted_payments
+    accepted = [p for p in invoice.payments if p.status in ACCEPTED_STATUSES]
     invoice.amount_paid_minor = sum(p.amount_minor for p in accepted)
     if any(p.status == PaymentStatus.PROCESSING for p in accepted):
         invoice.status = InvoiceStatus.AUTHORISED

@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from partnerpay.firms.models import Firm, FirmStatus
 from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod
-from partnerpay.money import MINOR_UNITS_PER_MAJOR
+from partnerpay.money import MINOR_UNITS_PER_MAJOR, to_minor
 from partnerpay.payments.models import Payment
 from partnerpay.payments.service import allowed_methods, card_surcharge_minor, is_payable
 from partnerpay.wire import parse_id
@@ -58,6 +59,18 @@ class PageView:
     redirect_url: str | None
 
 
+def _line_view(item: dict[str, Any], currency: str) -> LineView:
+    name, description = item.get("name"), item.get("description")
+    tax_rate = item.get("tax_rate")
+    return LineView(
+        name=name or description or "Item",
+        description=description if name else None,
+        quantity=item.get("quantity", 1),
+        tax=f"{format_decimal(Decimal(tax_rate), locale='en')}%" if tax_rate else None,
+        amount=money(to_minor(item["amount"]), currency),
+    )
+
+
 def _debtor_name(invoice: Invoice) -> str | None:
     debtor = invoice.debtor or {}
     full = " ".join(part for part in (debtor.get("first_name"), debtor.get("last_name")) if part)
@@ -90,18 +103,7 @@ def page_view(session: Session, invoice_id: str) -> PageView | None:
         debtor_name=_debtor_name(invoice),
         description=invoice.description,
         reference=invoice.external_reference,
-        lines=[
-            LineView(
-                name=item.name or item.description or "Item",
-                description=item.description if item.name else None,
-                quantity=item.quantity,
-                tax=f"{format_decimal(Decimal(item.tax_rate), locale='en')}%"
-                if item.tax_rate is not None
-                else None,
-                amount=money(item.amount_minor, currency),
-            )
-            for item in invoice.line_items
-        ],
+        lines=[_line_view(item, currency) for item in invoice.line_items],
         amount=money(invoice.amount_minor, currency),
         amount_due=money(due, currency),
         due_date=long_date(invoice.due_date, currency) if invoice.due_date else None,

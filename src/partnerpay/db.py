@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +62,11 @@ class Base(DeclarativeBase):
 
 def truncate_to_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def dialect_insert(session: Session) -> Callable[..., Any]:
+    """The INSERT construct of the session's database, with its ``ON CONFLICT`` clauses."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def utcnow() -> datetime:

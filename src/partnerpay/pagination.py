@@ -42,9 +42,8 @@ def newest_first_page(
     if cursor:
         after_created_at, after_id = decode_cursor(cursor)
         statement = statement.where(tuple_(created_at, row_id) < tuple_(after_created_at, after_id))
-    rows = list(
-        session.scalars(statement.order_by(created_at.desc(), row_id.desc()).limit(limit + 1))
-    )
+    ordered = statement.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
+    rows = list(session.scalars(ordered).unique())
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if has_more else None

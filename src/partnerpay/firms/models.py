@@ -41,7 +41,7 @@ class Firm(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     accounts: Mapped[list["SettlementAccount"]] = relationship(
-        back_populates="firm", lazy="selectin", order_by="SettlementAccount.account_type"
+        back_populates="firm", lazy="joined", order_by="SettlementAccount.account_type"
     )
 
     def account(self, account_type: AccountType) -> "SettlementAccount | None":

@@ -92,7 +92,7 @@ def list_firms(
 
 def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStatus) -> Firm:
     """The operator moves a firm; only a firm with an Office account can become Active."""
-    firm = session.get(Firm, parse_id(firm_id, "firm"), with_for_update=True)
+    firm = session.get(Firm, parse_id(firm_id, "firm"), with_for_update={"of": Firm})
     if firm is None:
         raise not_found("firm", firm_id)
     _require_office_account_for(status, firm.account(AccountType.OFFICE) is not None)

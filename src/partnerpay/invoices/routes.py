@@ -37,7 +37,7 @@ def upsert_invoice(
     with this `firm_id` and `external_id`, replace its content with this body. Sending the
     same body again changes nothing, so a retried POST is harmless."""
     result = service.upsert_invoice(session, partner.id, body, settings.pay_base_url)
-    return _respond(result.invoice, settings)
+    return InvoiceResponse(invoice=result.view)
 
 
 @router.get("", summary="List invoices", responses=PROBLEMS)

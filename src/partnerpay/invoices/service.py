@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from partnerpay.db import utcnow
+from partnerpay.db import dialect_insert, utcnow
 from partnerpay.firms.models import AccountType, Firm, SettlementAccount
 from partnerpay.firms.service import get_firm, require_active
 from partnerpay.invoices.models import (
@@ -70,6 +68,7 @@ _CONTENT_COLUMNS = (
 @dataclass(frozen=True)
 class UpsertResult:
     invoice: Invoice
+    view: InvoiceOut
     created: bool
     changed: bool
 
@@ -117,10 +116,9 @@ def _upsert_party(
     details: dict[str, Any],
 ) -> uuid.UUID:
     """Keep one row per (firm, external id) with the latest details; return its id."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
     statement = (
-        dialect.insert(model)
+        dialect_insert(session)(model)
         .values(
             id=uuid.uuid4(),
             firm_id=firm_id,
@@ -138,13 +136,12 @@ def _upsert_party(
     return party_id
 
 
-def _link_parties(session: Session, invoice: Invoice) -> None:
-    invoice.matter_id = (
-        _upsert_party(session, Matter, invoice.firm_id, invoice.matter) if invoice.matter else None
-    )
-    invoice.debtor_id = (
-        _upsert_party(session, Debtor, invoice.firm_id, invoice.debtor) if invoice.debtor else None
-    )
+def _party_ids(session: Session, firm_id: uuid.UUID, content: InvoiceContent) -> dict[str, Any]:
+    matter, debtor = content.columns["matter"], content.columns["debtor"]
+    return {
+        "matter_id": _upsert_party(session, Matter, firm_id, matter) if matter else None,
+        "debtor_id": _upsert_party(session, Debtor, firm_id, debtor) if debtor else None,
+    }
 
 
 def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoice]:
@@ -155,22 +152,29 @@ def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoi
     )
 
 
-def _try_insert(session: Session, invoice: Invoice) -> bool:
-    """Insert unless a concurrent request has just inserted the same (firm, external_id)."""
-    try:
-        with session.begin_nested():
-            session.add(invoice)
-    except IntegrityError:
-        return False
-    return True
+def _insert_unless_exists(session: Session, values: dict[str, Any]) -> Invoice | None:
+    """Insert, or ``None`` if a concurrent request has just inserted this (firm, external_id):
+    the unique constraint decides, in one statement."""
+    statement = (
+        dialect_insert(session)(Invoice)
+        .on_conflict_do_nothing(index_elements=["firm_id", "external_id"])
+        .returning(Invoice)
+    )
+    return session.scalars(statement, [values]).one_or_none()
 
 
-def _commit_with_event(session: Session, invoice: Invoice, topic: Topic, pay_base_url: str) -> None:
-    """Commit a change together with the event that reports it (the outbox)."""
+def _commit_with_event(
+    session: Session, invoice: Invoice, topic: Topic, pay_base_url: str
+) -> InvoiceOut:
+    """Commit a change together with the event that reports it (the outbox); return the
+    invoice as both show it."""
     session.flush()
-    resource = InvoiceOut.of(invoice, pay_base_url).model_dump(mode="json")
-    emit_event(session, invoice.partner_id, topic, invoice.external_id, resource)
+    view = InvoiceOut.of(invoice, pay_base_url)
+    emit_event(
+        session, invoice.partner_id, topic, invoice.external_id, view.model_dump(mode="json")
+    )
     session.commit()
+    return view
 
 
 def require_updatable(invoice: Invoice) -> None:
@@ -191,30 +195,34 @@ def upsert_invoice(
     invoice = session.scalars(lookup).one_or_none()
     if invoice is None:
         now = utcnow()
-        fresh = Invoice(
-            partner_id=partner_id,
-            firm_id=firm.id,
-            external_id=data.external_id,
-            status=InvoiceStatus.SUBMITTED,
-            created_at=now,
-            updated_at=now,
+        fresh = _insert_unless_exists(
+            session,
+            {
+                "partner_id": partner_id,
+                "firm_id": firm.id,
+                "external_id": data.external_id,
+                "status": InvoiceStatus.SUBMITTED,
+                "created_at": now,
+                "updated_at": now,
+                **content.columns,
+                **_party_ids(session, firm.id, content),
+            },
         )
-        content.apply_to(fresh)
-        if _try_insert(session, fresh):
-            _link_parties(session, fresh)
-            _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
-            return UpsertResult(fresh, created=True, changed=True)
+        if fresh is not None:
+            view = _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
+            return UpsertResult(fresh, view, created=True, changed=True)
         invoice = session.scalars(lookup).one()
     require_updatable(invoice)
     if InvoiceContent.of(invoice) == content:
         session.commit()
-        return UpsertResult(invoice, created=False, changed=False)
+        return UpsertResult(invoice, InvoiceOut.of(invoice, pay_base_url), False, False)
     _require_amount_covers_payments(invoice, content.columns["amount_minor"])
     content.apply_to(invoice)
+    for column, value in _party_ids(session, firm.id, content).items():
+        setattr(invoice, column, value)
     invoice.updated_at = utcnow()
-    _link_parties(session, invoice)
-    _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
-    return UpsertResult(invoice, created=False, changed=True)
+    view = _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
+    return UpsertResult(invoice, view, created=False, changed=True)
 
 
 def _require_amount_covers_payments(invoice: Invoice, amount_minor: int) -> None:

@@ -163,7 +163,7 @@ def create_firm(
             if session.get(Partner, partner_id) is None:
                 raise ProblemError(404, "not_found", f"No partner with id '{partner_id}'.")
             firm = firms.create_firm(session, partner_id, data, status=status, firm_id=firm_id)
-            result = FirmOut.of(firm).model_dump(mode="json")
+            result = FirmOut.of(firm).wire()
     except ProblemError as error:
         _fail(error)
     finally:

@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -14,10 +14,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     PlainSerializer,
-    SerializerFunctionWrapHandler,
-    model_serializer,
 )
 from pydantic_core import PydanticCustomError
+from starlette.responses import Response
 
 from partnerpay.db import truncate_to_millis
 from partnerpay.problems import invalid_field, not_found
@@ -68,13 +67,24 @@ InputTimestamp = Annotated[
 
 
 class WireModel(BaseModel):
-    """A response object: fields with no value are left out of the JSON."""
+    """A response object. On the wire, fields with no value are left out."""
 
-    # No return annotation on purpose: with one, pydantic would publish that annotation
-    # as the response schema instead of the model's fields.
-    @model_serializer(mode="wrap")
-    def _omit_empty_fields(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
-        return {key: value for key, value in handler(self).items() if value is not None}
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready form, as responses and webhook events carry it."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ModelResponse(Response):
+    """A JSON response serialised straight from its model (fields with no value left
+    out). Routes return it and declare the model as ``response_model`` for the OpenAPI
+    document, so FastAPI does not validate what the model already guarantees."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, model: WireModel, status_code: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(model.model_dump_json(exclude_none=True), status_code, headers)
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:

@@ -100,7 +100,7 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
         firm.status = status
         firm.updated_at = utcnow()
         session.flush()
-        resource = FirmOut.of(firm).model_dump(mode="json")
+        resource = FirmOut.of(firm).wire()
         emit_event(session, firm.partner_id, Topic.FIRM_STATUS_UPDATED, firm.external_id, resource)
     session.commit()
     return firm

@@ -16,6 +16,7 @@ from partnerpay.invoices.schemas import (
 from partnerpay.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.problems import Problem
+from partnerpay.wire import ModelResponse
 
 router = APIRouter(prefix="/invoices", tags=["Invoices"])
 
@@ -25,22 +26,24 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _respond(invoice: Invoice, settings: SettingsDep) -> InvoiceResponse:
-    return InvoiceResponse(invoice=InvoiceOut.of(invoice, settings.pay_base_url))
+def _respond(invoice: Invoice, settings: SettingsDep) -> ModelResponse:
+    return ModelResponse(InvoiceResponse(invoice=InvoiceOut.of(invoice, settings.pay_base_url)))
 
 
-@router.post("", summary="Create or update an invoice", responses=PROBLEMS)
+@router.post(
+    "", summary="Create or update an invoice", responses=PROBLEMS, response_model=InvoiceResponse
+)
 def upsert_invoice(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: InvoiceIn
-) -> InvoiceResponse:
+) -> ModelResponse:
     """Create an invoice for an `Active` firm, or, when this partner already has an invoice
     with this `firm_id` and `external_id`, replace its content with this body. Sending the
     same body again changes nothing, so a retried POST is harmless."""
     result = service.upsert_invoice(session, partner.id, body, settings.pay_base_url)
-    return InvoiceResponse(invoice=result.view)
+    return ModelResponse(InvoiceResponse(invoice=result.view))
 
 
-@router.get("", summary="List invoices", responses=PROBLEMS)
+@router.get("", summary="List invoices", responses=PROBLEMS, response_model=InvoiceList)
 def list_invoices(
     session: SessionDep,
     settings: SettingsDep,
@@ -50,7 +53,7 @@ def list_invoices(
     external_reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-) -> InvoiceList:
+) -> ModelResponse:
     """This partner's invoices, newest first."""
     page = service.list_invoices(
         session,
@@ -61,10 +64,12 @@ def list_invoices(
         limit=limit,
         cursor=cursor,
     )
-    return InvoiceList(
-        invoices=[InvoiceOut.of(invoice, settings.pay_base_url) for invoice in page.items],
-        has_more=page.has_more,
-        next_cursor=page.next_cursor,
+    return ModelResponse(
+        InvoiceList(
+            invoices=[InvoiceOut.of(invoice, settings.pay_base_url) for invoice in page.items],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
     )
 
 
@@ -72,23 +77,29 @@ def list_invoices(
     "/firm/{firm_id}/{external_id:path}",
     summary="Get an invoice by external id",
     responses=PROBLEMS,
+    response_model=InvoiceResponse,
 )
 def get_invoice_by_external_id(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, firm_id: str, external_id: str
-) -> InvoiceResponse:
+) -> ModelResponse:
     invoice = service.get_invoice_by_external_id(session, partner.id, firm_id, external_id)
     return _respond(invoice, settings)
 
 
-@router.get("/{invoice_id}", summary="Get an invoice", responses=PROBLEMS)
+@router.get(
+    "/{invoice_id}", summary="Get an invoice", responses=PROBLEMS, response_model=InvoiceResponse
+)
 def get_invoice(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
-) -> InvoiceResponse:
+) -> ModelResponse:
     return _respond(service.get_invoice(session, partner.id, invoice_id), settings)
 
 
 @router.post(
-    "/{invoice_id}/adjust-amount", summary="Change an invoice's amount", responses=PROBLEMS
+    "/{invoice_id}/adjust-amount",
+    summary="Change an invoice's amount",
+    responses=PROBLEMS,
+    response_model=InvoiceResponse,
 )
 def adjust_amount(
     session: SessionDep,
@@ -96,7 +107,7 @@ def adjust_amount(
     partner: PartnerDep,
     invoice_id: str,
     body: AdjustAmountIn,
-) -> InvoiceResponse:
+) -> ModelResponse:
     """Set a new total for an invoice that is neither `Paid` nor `Voided`; it cannot go
     below what has already been paid."""
     invoice, _changed = service.adjust_amount(
@@ -105,10 +116,15 @@ def adjust_amount(
     return _respond(invoice, settings)
 
 
-@router.post("/{invoice_id}/void", summary="Void an invoice", responses=PROBLEMS)
+@router.post(
+    "/{invoice_id}/void",
+    summary="Void an invoice",
+    responses=PROBLEMS,
+    response_model=InvoiceResponse,
+)
 def void_invoice(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
-) -> InvoiceResponse:
+) -> ModelResponse:
     """Mark an unpaid invoice `Voided`; its payment page stops taking payments."""
     invoice, _changed = service.void_invoice(session, partner.id, invoice_id, settings.pay_base_url)
     return _respond(invoice, settings)

@@ -170,9 +170,7 @@ def _commit_with_event(
     invoice as both show it."""
     session.flush()
     view = InvoiceOut.of(invoice, pay_base_url)
-    emit_event(
-        session, invoice.partner_id, topic, invoice.external_id, view.model_dump(mode="json")
-    )
+    emit_event(session, invoice.partner_id, topic, invoice.external_id, view.wire())
     session.commit()
     return view
 

@@ -4,16 +4,17 @@ from partnerpay.dependencies import SessionDep
 from partnerpay.partners import service
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.partners.schemas import RotateKeyRequest, RotateKeyResponse
+from partnerpay.wire import ModelResponse
 
 router = APIRouter(tags=["Authentication"])
 
 
-@router.post("/rotatekey", summary="Issue a new API key")
+@router.post("/rotatekey", summary="Issue a new API key", response_model=RotateKeyResponse)
 def rotate_key(
     session: SessionDep, partner: PartnerDep, body: RotateKeyRequest = Body(default=None)
-) -> RotateKeyResponse:
+) -> ModelResponse:
     """Issue a new API key. The keys working now keep working for
     `previous_key_expires_hours` (default 48; 0 stops them at once)."""
     hours = (body or RotateKeyRequest()).previous_key_expires_hours
     api_key, expires_at = service.rotate_key(session, partner.id, hours)
-    return RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at)
+    return ModelResponse(RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at))

@@ -14,6 +14,7 @@ from partnerpay.payments.schemas import (
     PaymentResponse,
 )
 from partnerpay.problems import Problem
+from partnerpay.wire import ModelResponse
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
@@ -32,31 +33,43 @@ def get_gateway(request: Request) -> PaymentGateway:
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
-@pay_router.post("/{invoice_id}/payments", summary="Pay an invoice", responses=PROBLEMS)
+@pay_router.post(
+    "/{invoice_id}/payments",
+    summary="Pay an invoice",
+    responses=PROBLEMS,
+    response_model=PaymentResponse,
+)
 def pay_invoice(
     session: SessionDep,
     settings: SettingsDep,
     gateway: GatewayDep,
     invoice_id: str,
     body: PaymentIn,
-) -> PaymentResponse:
+) -> ModelResponse:
     """The call the payment page makes. A declined card is a 402 whose `type` (and
     `error_context.decline_code`) says why; the same `idempotency_key` again returns the
     first answer without charging again."""
     payment = service.pay_invoice(session, invoice_id, body, gateway, settings.pay_base_url)
-    return PaymentResponse(payment=service.payment_out(payment))
+    return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))
 
 
-@partner_router.post("/external", summary="Record an outside payment", responses=PROBLEMS)
+@partner_router.post(
+    "/external",
+    summary="Record an outside payment",
+    responses=PROBLEMS,
+    response_model=ExternalPaymentResponse,
+)
 def record_external_payment(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: ExternalPaymentIn
-) -> ExternalPaymentResponse:
+) -> ModelResponse:
     """Record money received outside the platform (cash, bank transfer...) against one of
     this partner's invoices; it lowers `amount_due` like any payment."""
     payment, invoice = service.record_external_payment(
         session, partner.id, body, settings.pay_base_url
     )
-    return ExternalPaymentResponse(
-        payment=service.payment_out(payment),
-        invoice=InvoiceOut.of(invoice, settings.pay_base_url),
+    return ModelResponse(
+        ExternalPaymentResponse(
+            payment=service.payment_out(payment),
+            invoice=InvoiceOut.of(invoice, settings.pay_base_url),
+        )
     )

@@ -200,7 +200,7 @@ def _payment_status(result: ChargeResult) -> PaymentStatus:
 
 def _emit_payment(session: Session, invoice: Invoice, payment: Payment, topic: Topic) -> None:
     session.flush()
-    resource = payment_out(payment).model_dump(mode="json")
+    resource = payment_out(payment).wire()
     emit_event(session, invoice.partner_id, topic, invoice.external_id, resource)
 
 
@@ -220,7 +220,7 @@ def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_bas
     if payment.status == PaymentStatus.SUCCESSFUL:
         _emit_payment(session, invoice, payment, Topic.PAYMENT_SUCCEEDED)
     session.flush()
-    resource = InvoiceOut.of(invoice, pay_base_url).model_dump(mode="json")
+    resource = InvoiceOut.of(invoice, pay_base_url).wire()
     emit_event(session, invoice.partner_id, Topic.INVOICE_UPDATED, invoice.external_id, resource)
 
 

@@ -23,7 +23,7 @@ from partnerpay.webhooks.schemas import (
     WebhookResponse,
     WebhookUpdate,
 )
-from partnerpay.wire import InputTimestamp
+from partnerpay.wire import InputTimestamp, ModelResponse
 
 webhooks_router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
 events_router = APIRouter(prefix="/events", tags=["Events"])
@@ -82,31 +82,37 @@ def _event_out(event: WebhookEvent) -> EventOut:
     )
 
 
-@webhooks_router.post("", summary="Register a webhook", responses=PROBLEMS)
+@webhooks_router.post(
+    "", summary="Register a webhook", responses=PROBLEMS, response_model=WebhookCreatedResponse
+)
 def create_webhook(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: WebhookIn
-) -> WebhookCreatedResponse:
+) -> ModelResponse:
     """Subscribe a URL to topics. The response carries the signing `secret`, shown once:
     verify each delivery's `webhook-signature` with it (Standard Webhooks)."""
     webhook = service.create_webhook(session, partner.id, body, settings.env)
-    return WebhookCreatedResponse(
-        webhook=WebhookCreatedOut(**_webhook_fields(webhook), secret=webhook.secret)
+    return ModelResponse(
+        WebhookCreatedResponse(
+            webhook=WebhookCreatedOut(**_webhook_fields(webhook), secret=webhook.secret)
+        )
     )
 
 
-@webhooks_router.get("", summary="List webhooks")
-def list_webhooks(session: SessionDep, partner: PartnerDep) -> WebhookList:
+@webhooks_router.get("", summary="List webhooks", response_model=WebhookList)
+def list_webhooks(session: SessionDep, partner: PartnerDep) -> ModelResponse:
     webhooks = service.list_webhooks(session, partner.id)
-    return WebhookList(webhooks=[WebhookOut(**_webhook_fields(w)) for w in webhooks])
+    return ModelResponse(WebhookList(webhooks=[WebhookOut(**_webhook_fields(w)) for w in webhooks]))
 
 
-@webhooks_router.put("", summary="Change a webhook", responses=PROBLEMS)
+@webhooks_router.put(
+    "", summary="Change a webhook", responses=PROBLEMS, response_model=WebhookResponse
+)
 def update_webhook(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: WebhookUpdate
-) -> WebhookResponse:
+) -> ModelResponse:
     """Change the webhook named by `webhook_id`; fields not sent stay as they are."""
     webhook = service.update_webhook(session, partner.id, body, settings.env)
-    return WebhookResponse(webhook=WebhookOut(**_webhook_fields(webhook)))
+    return ModelResponse(WebhookResponse(webhook=WebhookOut(**_webhook_fields(webhook))))
 
 
 @webhooks_router.delete(
@@ -117,12 +123,12 @@ def delete_webhook(session: SessionDep, partner: PartnerDep, webhook_id: str) ->
     return Response(status_code=204)
 
 
-@events_router.get("/topics", summary="List event topics")
-def list_topics(_partner: PartnerDep) -> TopicList:
-    return TopicList(event_topics=list(Topic))
+@events_router.get("/topics", summary="List event topics", response_model=TopicList)
+def list_topics(_partner: PartnerDep) -> ModelResponse:
+    return ModelResponse(TopicList(event_topics=list(Topic)))
 
 
-@events_router.get("", summary="The event log", responses=PROBLEMS)
+@events_router.get("", summary="The event log", responses=PROBLEMS, response_model=EventLog)
 def list_events(
     session: SessionDep,
     partner: PartnerDep,
@@ -133,7 +139,7 @@ def list_events(
     ] = None,
     status: DeliveryStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
-) -> EventLog:
+) -> ModelResponse:
     """This partner's events, oldest first, each with its deliveries."""
     events, has_more = service.list_events(
         session,
@@ -144,26 +150,33 @@ def list_events(
         status=status,
         limit=limit,
     )
-    return EventLog(
-        events=[_event_out(event) for event in events],
-        has_more=has_more,
-        filters=EventFilters(
-            topic=topic,
-            since=since,
-            since_webhook_event_id=since_webhook_event_id,
-            status=status,
-            limit=limit,
-        ),
+    return ModelResponse(
+        EventLog(
+            events=[_event_out(event) for event in events],
+            has_more=has_more,
+            filters=EventFilters(
+                topic=topic,
+                since=since,
+                since_webhook_event_id=since_webhook_event_id,
+                status=status,
+                limit=limit,
+            ),
+        )
     )
 
 
 @events_router.post(
-    "/{webhook_event_id}/redeliver", summary="Send an event again", responses=PROBLEMS
+    "/{webhook_event_id}/redeliver",
+    summary="Send an event again",
+    responses=PROBLEMS,
+    response_model=EventResponse,
 )
 def redeliver_event(
     session: SessionDep, partner: PartnerDep, webhook_event_id: str
-) -> EventResponse:
+) -> ModelResponse:
     """Queue the event again for every webhook subscribed to its topic now."""
-    return EventResponse(
-        event=_event_out(service.redeliver_event(session, partner.id, webhook_event_id))
+    return ModelResponse(
+        EventResponse(
+            event=_event_out(service.redeliver_event(session, partner.id, webhook_event_id))
+        )
     )

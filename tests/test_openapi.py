@@ -1,0 +1,116 @@
+"""The published API description, the docs page and the health check."""
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import API, assert_problem
+
+# Every partner route of DESIGN.md section 3.
+DOCUMENTED_ROUTES = {
+    ("post", "/invoices"),
+    ("get", "/invoices"),
+    ("get", "/invoices/{invoice_id}"),
+    ("get", "/invoices/firm/{firm_id}/{external_id}"),
+    ("post", "/invoices/{invoice_id}/adjust-amount"),
+    ("post", "/invoices/{invoice_id}/void"),
+    ("post", "/firms"),
+    ("get", "/firms"),
+    ("get", "/firms/{firm_id}"),
+    ("post", "/payments/external"),
+    ("post", "/webhooks"),
+    ("get", "/webhooks"),
+    ("put", "/webhooks"),
+    ("delete", "/webhooks/{webhook_id}"),
+    ("get", "/events/topics"),
+    ("get", "/events"),
+    ("post", "/events/{webhook_event_id}/redeliver"),
+    ("post", "/rotatekey"),
+}
+PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+
+
+@pytest.fixture
+def spec(anonymous: httpx.Client) -> dict[str, Any]:
+    response = anonymous.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def partner_operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path.removeprefix(API)): operation
+        for path, operations in spec["paths"].items()
+        if path.startswith(API)
+        for method, operation in operations.items()
+    }
+
+
+def test_every_partner_route_is_listed(spec: dict[str, Any]) -> None:
+    assert set(partner_operations(spec)) >= DOCUMENTED_ROUTES
+
+
+def test_every_listed_operation_is_served_and_authenticated(
+    spec: dict[str, Any], anonymous: httpx.Client
+) -> None:
+    for method, path in partner_operations(spec):
+        concrete = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
+        response = anonymous.request(method, f"{API}{concrete}", json={})
+        assert_problem(response, 401, "unauthorized")
+
+
+def test_every_partner_operation_needs_both_headers_together(spec: dict[str, Any]) -> None:
+    for key, operation in partner_operations(spec).items():
+        assert operation["security"] == [{"ChannelPartnerId": [], "ApiKey": []}], key
+        assert "401" in operation["responses"], key
+
+
+def test_security_schemes_are_the_two_headers(spec: dict[str, Any]) -> None:
+    schemes = spec["components"]["securitySchemes"]
+    headers = {(s["type"], s["in"], s["name"]) for s in schemes.values()}
+    assert headers == {
+        ("apiKey", "header", "X-CHANNEL-PARTNER-ID"),
+        ("apiKey", "header", "X-API-KEY"),
+    }
+
+
+def test_create_invoice_takes_invoice_in(spec: dict[str, Any]) -> None:
+    body = spec["paths"][f"{API}/invoices"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InvoiceIn"
+    }
+    invoice_in = spec["components"]["schemas"]["InvoiceIn"]
+    assert {"firm_id", "external_id", "amount"} <= set(invoice_in["required"])
+    assert {"amount", "currency", "due_date", "line_items", "settlement_account"} <= set(
+        invoice_in["properties"]
+    )
+    for platform_set in ("invoice_id", "status", "payment_uri"):
+        assert platform_set not in invoice_in["properties"]
+
+
+def test_errors_are_documented_as_problems_never_as_422(spec: dict[str, Any]) -> None:
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "error_context"} <= set(problem["properties"])
+    for key, operation in partner_operations(spec).items():
+        assert "422" not in operation["responses"], key
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    create = spec["paths"][f"{API}/invoices"]["post"]["responses"]
+    assert {"400", "401", "404", "409"} <= set(create)
+
+
+def test_docs_page_is_html(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/docs")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in response.text
+
+
+def test_healthz(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/healthz")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}

@@ -125,8 +125,10 @@ def _configure_sqlite(engine: Engine) -> None:
         def listener(connection: Connection) -> None:
             if not connection.info.get(WRITE_LOCK_HELD):
                 return
+            driver_connection: Any = connection.connection.driver_connection
             try:
-                connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+                if driver_connection.in_transaction:  # not so when BEGIN itself failed
+                    driver_connection.execute(statement)
             finally:
                 release_write_lock(connection)
 

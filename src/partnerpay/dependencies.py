@@ -1,6 +1,15 @@
-"""Request-scoped dependencies shared by every domain's routes."""
+"""Request-scoped dependencies shared by every domain's routes.
 
-from collections.abc import Iterator
+On SQLite a write transaction holds the database's single write slot from its first
+statement to its commit. It must never wait for a worker thread while it holds it:
+with every worker thread busy waiting for that slot, it would never get one. So the
+session's lifetime is managed on the event loop (opening a session does no I/O; closing
+one rolls back, at once, whatever a failed request left open), partners are
+authenticated with a read-only session of their own, and a request's writes begin and
+are committed by its service inside the one worker-thread call that runs the endpoint.
+"""
+
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,11 +31,15 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session for this request; writes are committed by the service that makes them."""
-    with get_database(request).session(read_only=request.method in READ_METHODS) as session:
+    session = get_database(request).session(read_only=request.method in READ_METHODS)
+    try:
         yield session
+    finally:
+        session.close()
 
 
+DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

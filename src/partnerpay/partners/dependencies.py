@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
 
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import DatabaseDep
 from partnerpay.partners.service import AuthenticatedPartner, authenticate
 from partnerpay.problems import ProblemError
 
@@ -24,11 +24,12 @@ api_key_header = APIKeyHeader(
 
 
 def current_partner(
-    session: SessionDep,
+    database: DatabaseDep,
     partner_id: Annotated[str | None, Security(partner_id_header)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> AuthenticatedPartner:
-    partner = authenticate(session, partner_id, api_key)
+    with database.session(read_only=True) as session:
+        partner = authenticate(session, partner_id, api_key)
     if partner is None:
         raise ProblemError(
             401,

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/partnerpay.db"
     public_base_url: str = "http://127.0.0.1:8000"
     env: Environment = Environment.SANDBOX
-    db_pool_size: int = 10
+    db_pool_size: int = Field(default=20, ge=1)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit: float = Field(default=100.0, ge=0, description="per partner; 0: no limit")
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"

@@ -138,7 +138,7 @@ def _configure_sqlite(engine: Engine) -> None:
     event.listen(engine, "rollback", finish_then_release("ROLLBACK"))
 
 
-def create_db_engine(database_url: str, pool_size: int = 10) -> Engine:
+def create_db_engine(database_url: str, pool_size: int = 20) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -153,18 +153,24 @@ def create_db_engine(database_url: str, pool_size: int = 10) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A fixed pool: requests wait for a connection rather than open one (a PostgreSQL
+    # connection is a process; opening one per burst costs more than the wait).
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=30, pool_pre_ping=True
+    )
 
 
 class Database:
     """The engine and the two kinds of session a request can have."""
 
-    def __init__(self, database_url: str, pool_size: int = 10) -> None:
+    def __init__(self, database_url: str, pool_size: int = 20) -> None:
         self.engine = create_db_engine(database_url, pool_size)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        reads: dict[str, Any] = {READ_ONLY: True}
+        if self.engine.dialect.name == "postgresql":
+            # A read needs no transaction: no BEGIN and ROLLBACK round trips around it.
+            reads["isolation_level"] = "AUTOCOMMIT"
+        self._reader = sessionmaker(self.engine.execution_options(**reads), expire_on_commit=False)
 
     def session(self, *, read_only: bool = False) -> Session:
         return (self._reader if read_only else self._writer)()

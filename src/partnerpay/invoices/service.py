@@ -115,7 +115,18 @@ def _upsert_party(
     firm_id: uuid.UUID,
     details: dict[str, Any],
 ) -> uuid.UUID:
-    """Keep one row per (firm, external id) with the latest details; return its id."""
+    """Keep one row per (firm, external id) with the latest details; return its id.
+
+    Unchanged details are only read: many invoices name the same debtor and matter, and
+    rewriting their row each time would make those invoices queue on its lock."""
+    known = session.execute(
+        select(model.id, model.details).where(
+            model.firm_id == firm_id, model.external_id == details["external_id"]
+        )
+    ).one_or_none()
+    if known is not None and known.details == details:
+        known_id: uuid.UUID = known.id
+        return known_id
     now = utcnow()
     statement = (
         dialect_insert(session)(model)

@@ -1,0 +1,654 @@
+"""``make bench``: partnerpay under load, started as a user would, measured from outside.
+
+For each database (SQLite; PostgreSQL too when it is reachable) this starts the server
+(SQLite: ``partnerpay serve``; PostgreSQL: ``serve --workers 2`` and one
+``partnerpay worker``), drives it with ``wrk`` and with an open-loop load generator, and
+reports every figure as a ratio or against its target. Results go to ``bench/results/``
+as JSON and to ``docs/performance.md`` as a table.
+
+Environment knobs: ``BENCH_SECONDS`` (per wrk phase, default 10), ``BENCH_LARGE``
+(invoices for the scaling test, default 1000000), ``BENCH_RSS_INVOICES`` (invoices to
+create through the API before reading the server's memory, default 100000).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from partnerpay.db import Database, upgrade_database
+from partnerpay.demo import sandbox_account
+from partnerpay.firms.models import FirmStatus
+from partnerpay.firms.schemas import FirmCreate
+from partnerpay.firms.service import create_firm
+from partnerpay.partners.service import create_partner
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+LUA = HERE / "lua"
+RESULTS = HERE / "results"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PARTNERPAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+LARGE = int(os.environ.get("BENCH_LARGE", "1000000"))
+SMALL = 10_000
+RSS_INVOICES = int(os.environ.get("BENCH_RSS_INVOICES", "100000"))
+CONNECTIONS = 32
+API = "/api/v3/partner"
+
+TARGETS = {
+    "create_ratio": (">=", 0.30),
+    "get_by_id_ratio": (">=", 0.50),
+    "get_by_external_id_ratio": (">=", 0.50),
+    "create_p99_ms_at_half_rate": ("<=", 25.0),
+    "webhook_p99_ms_at_half_rate": ("<=", 250.0),
+    "webhook_backlog_grows": ("==", False),
+    "get_by_external_id_latency_ratio_large_vs_small": ("<=", 1.2),
+    "rss_mb_after_rss_invoices": ("<=", 200.0),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_database(folder: Path) -> Iterator[str]:
+    yield f"sqlite:///{folder / 'bench.db'}"
+
+
+def postgres_reachable() -> bool:
+    try:
+        with _admin():
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _admin() -> psycopg.Connection[tuple[Any, ...]]:
+    url = make_url(POSTGRES_ADMIN_URL)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    name = f"partnerpay_bench_{uuid.uuid4().hex[:10]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str], log_file: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log_file.open("ab") as output:
+        proc = subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_healthy(base_url: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not become healthy")
+
+
+def process_tree_rss_kb(pid: int, field: str) -> list[int]:
+    """``VmRSS`` or ``VmHWM`` (peak) of a process and its children, in kB."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    sizes = []
+    for one in pids:
+        status = Path(f"/proc/{one}/status")
+        if status.exists():
+            match = re.search(rf"^{field}:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+            sizes.append(int(match.group(1)) if match else 0)
+    return sizes
+
+
+# --- wrk -------------------------------------------------------------------------------
+
+
+def parse_latency_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(
+    url: str,
+    env: dict[str, str],
+    script: str | None = None,
+    seconds: int = SECONDS,
+    connections: int = CONNECTIONS,
+) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", str(LUA / script)]
+    output = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": round(rps, 1),
+        "p50_ms": parse_latency_ms(percentiles["50"]),
+        "p99_ms": parse_latency_ms(percentiles["99"]),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+# --- the webhook receiver (a process of its own) ----------------------------------------
+
+
+def receive_webhooks(port: int, arrivals: Any, ready: Any) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            arrived = time.time()
+            envelope = json.loads(body)
+            arrivals.put((envelope["event"]["external_id"], arrived))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    ready.set()
+    server.serve_forever()
+
+
+# --- open-loop load at a fixed rate -------------------------------------------------------
+
+
+def invoice_body(firm_id: str, external_id: str) -> dict[str, Any]:
+    guide = json.loads((ROOT / "bench" / "guide_invoice.json").read_text())
+    return {**guide, "firm_id": firm_id, "external_id": external_id}
+
+
+def fixed_rate_creates(
+    base_url: str,
+    headers: dict[str, str],
+    firm_id: str,
+    rate: float,
+    seconds: int,
+    metrics_url: str,
+) -> dict[str, Any]:
+    """POST at a fixed rate from a pool of threads; return latencies and return times."""
+    import concurrent.futures
+
+    interval = 1.0 / rate
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    returned: dict[str, float] = {}
+    backlog: list[tuple[float, float]] = []
+    client = httpx.Client(
+        base_url=base_url, headers=headers, timeout=30, limits=httpx.Limits(max_connections=64)
+    )
+
+    def post(external_id: str) -> None:
+        started = time.perf_counter()
+        response = client.post(f"{API}/invoices", json=invoice_body(firm_id, external_id))
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code == 200:
+            returned[external_id] = time.time()
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        next_sample = start
+        for n in range(total):
+            due = start + n * interval
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            pool.submit(post, f"rate-{uuid.uuid4().hex}")
+            if time.perf_counter() >= next_sample:
+                backlog.append((time.perf_counter() - start, scrape_backlog(metrics_url)))
+                next_sample += 1.0
+    client.close()
+    latencies.sort()
+    return {
+        "latencies": latencies,
+        "returned": returned,
+        "backlog": backlog,
+        "achieved_rps": round(total / (time.perf_counter() - start), 1),
+    }
+
+
+def scrape_backlog(metrics_url: str) -> float:
+    text_ = httpx.get(metrics_url, timeout=10).text
+    match = re.search(
+        r'^partnerpay_webhook_backlog\{state="due"\} ([\d.e+]+)$', text_, re.MULTILINE
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(share * (len(sorted_values) - 1)))
+    return round(sorted_values[index], 2)
+
+
+# --- seeding ---------------------------------------------------------------------------
+
+
+def seed_invoices(database: Database, firm_id: uuid.UUID, partner_id: uuid.UUID, upto: int) -> int:
+    """Bulk-insert invoices with SQL until the firm has ``upto``; returns how many exist."""
+    with database.session() as session:
+        account_id = session.execute(
+            text(
+                "SELECT id FROM settlement_accounts WHERE firm_id = :f AND account_type = 'Office'"
+            ),
+            {"f": firm_id.hex if database.engine.dialect.name == "sqlite" else firm_id},
+        ).scalar_one()
+        existing = session.execute(text("SELECT count(*) FROM invoices")).scalar_one()
+        missing = upto - existing
+        if missing <= 0:
+            return int(existing)
+        sqlite = database.engine.dialect.name == "sqlite"
+        ids = (
+            ("lower(hex(randomblob(16)))", ":p", ":f", ":a")
+            if sqlite
+            else ("gen_random_uuid()", "CAST(:p AS uuid)", "CAST(:f AS uuid)", "CAST(:a AS uuid)")
+        )
+        series = (
+            "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :m) "
+            if sqlite
+            else ""
+        )
+        source = "FROM seq" if sqlite else "FROM generate_series(1, :m) AS seq(n)"
+        now = "datetime('now')" if sqlite else "now()"
+        session.execute(
+            text(
+                f"{series}INSERT INTO invoices (id, partner_id, firm_id, external_id, amount, "
+                "amount_minor, amount_paid_minor, currency, status, settlement_account_id, "
+                "settlement_account_type, line_items, surcharge_choice_override, created_at, "
+                f"updated_at) SELECT {ids[0]}, {ids[1]}, {ids[2]}, 'seed-' || (n + :o), '10', "
+                f"1000, 0, 'AUD', 'Submitted', {ids[3]}, 'Office', '[]', 'Default', {now}, {now} "
+                f"{source}"
+            ),
+            {
+                "m": missing,
+                "o": existing,
+                "p": partner_id.hex if sqlite else str(partner_id),
+                "f": firm_id.hex if sqlite else str(firm_id),
+                "a": account_id if sqlite else str(account_id),
+            },
+        )
+        session.commit()
+        if not sqlite:
+            session.execute(text("ANALYZE invoices"))
+            session.commit()
+        return upto
+
+
+# --- one backend ------------------------------------------------------------------------
+
+
+def bench_backend(name: str, database_url: str, workdir: Path) -> dict[str, Any]:
+    upgrade_database(database_url)
+    database = Database(database_url)
+    with database.session() as session:
+        issued = create_partner(session, "bench")
+        firm = create_firm(
+            session,
+            issued.partner.id,
+            FirmCreate(
+                trading_name="Bench Legal", office_account=sandbox_account("Bench", "Office")
+            ),
+            status=FirmStatus.ACTIVE,
+        )
+        partner_id, firm_id = issued.partner.id, firm.id
+    headers = {"X-CHANNEL-PARTNER-ID": str(partner_id), "X-API-KEY": issued.api_key}
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PARTNERPAY_DATABASE_URL": database_url,
+        "PARTNERPAY_RATE_LIMIT": "0",
+        "PARTNERPAY_PUBLIC_BASE_URL": base_url,
+        "PARTNERPAY_WEBHOOK_POLL_INTERVAL": "0.5",
+    }
+    wrk_env = {
+        "BENCH_PARTNER_ID": str(partner_id),
+        "BENCH_API_KEY": issued.api_key,
+        "BENCH_FIRM_ID": str(firm_id),
+        "BENCH_RUN_ID": uuid.uuid4().hex[:8],
+    }
+    serve = [sys.executable, "-m", "partnerpay", "serve", "--port", str(port)]
+    result: dict[str, Any] = {"database": name}
+    with ExitStack() as stack:
+        if name == "postgresql":
+            serve += ["--workers", "2"]
+            env_api = {**env, "PARTNERPAY_RUN_DISPATCHER": "false"}
+            server = stack.enter_context(process(serve, env_api, workdir / f"{name}-serve.log"))
+            stack.enter_context(
+                process(
+                    [sys.executable, "-m", "partnerpay", "worker"],
+                    env,
+                    workdir / f"{name}-worker.log",
+                )
+            )
+            result["setup"] = "serve --workers 2, dispatcher off; one partnerpay worker"
+        else:
+            server = stack.enter_context(process(serve, env, workdir / f"{name}-serve.log"))
+            result["setup"] = "serve (one process, dispatcher inside)"
+        wait_healthy(base_url)
+        invoices = f"{base_url}{API}/invoices"
+
+        log(f"{name}: warming up")
+        wrk(f"{base_url}/healthz", wrk_env, seconds=3)
+        wrk(invoices, wrk_env, "create_invoice.lua", seconds=3)
+
+        log(f"{name}: GET /healthz")
+        result["healthz"] = wrk(f"{base_url}/healthz", wrk_env)
+        log(f"{name}: POST /invoices")
+        result["create"] = wrk(invoices, wrk_env, "create_invoice.lua")
+        sample = httpx.get(f"{invoices}?limit=1", headers=headers).json()["invoices"][0]
+        log(f"{name}: GET by id and by external id")
+        result["get_by_id"] = wrk(f"{invoices}/{sample['invoice_id']}", wrk_env, "authed_get.lua")
+        by_external = f"{invoices}/firm/{firm_id}/{sample['external_id']}"
+        result["get_by_external_id"] = wrk(by_external, wrk_env, "authed_get.lua")
+        ceiling = result["healthz"]["rps"]
+        for key in ("create", "get_by_id", "get_by_external_id"):
+            result[f"{key}_ratio"] = round(result[key]["rps"] / ceiling, 3)
+
+        log(f"{name}: creates at half the maximum rate, with a webhook receiver")
+        result.update(half_rate(base_url, headers, str(firm_id), result["create"]["rps"] / 2))
+
+        log(f"{name}: GET by external id with {SMALL} and {LARGE} stored invoices")
+        result.update(scaling(database, firm_id, partner_id, base_url, wrk_env))
+
+        log(f"{name}: creating {RSS_INVOICES} invoices through the API, then reading RSS")
+        result.update(memory(server.pid, database, invoices, wrk_env, result["create"]["rps"]))
+    database.dispose()
+    return result
+
+
+def half_rate(base_url: str, headers: dict[str, str], firm_id: str, rate: float) -> dict[str, Any]:
+    arrivals: Any = multiprocessing.Queue()
+    ready = multiprocessing.Event()
+    port = free_port()
+    receiver = multiprocessing.Process(
+        target=receive_webhooks, args=(port, arrivals, ready), daemon=True
+    )
+    receiver.start()
+    ready.wait(10)
+    hook = {"name": "bench", "url": f"http://127.0.0.1:{port}/hook", "events": ["invoice.created"]}
+    created = httpx.post(f"{base_url}{API}/webhooks", json=hook, headers=headers).json()["webhook"]
+    load = fixed_rate_creates(base_url, headers, firm_id, rate, SECONDS, f"{base_url}/metrics")
+    returned = load["returned"]
+    received: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while len(received) < len(returned) and time.monotonic() < deadline:
+        try:
+            external_id, arrived = arrivals.get(timeout=1)
+            received.setdefault(external_id, arrived)
+        except queue.Empty:
+            continue
+    receiver.terminate()
+    httpx.delete(f"{base_url}{API}/webhooks/{created['webhook_id']}", headers=headers)
+    delays = sorted((received[k] - returned[k]) * 1000 for k in returned if k in received)
+    backlog = [depth for _, depth in load["backlog"]]
+    third = max(len(backlog) // 3, 1)
+    grows = sum(backlog[-third:]) / third > sum(backlog[:third]) / third + 5
+    return {
+        "half_rate": {
+            "target_rps": round(rate, 1),
+            "achieved_rps": load["achieved_rps"],
+            "create_p50_ms": percentile(load["latencies"], 0.5),
+            "create_p99_ms": percentile(load["latencies"], 0.99),
+            "webhook_p50_ms": percentile(delays, 0.5),
+            "webhook_p99_ms": percentile(delays, 0.99),
+            "webhooks_expected": len(returned),
+            "webhooks_received": len(delays),
+            "backlog_samples": backlog,
+        },
+        "create_p99_ms_at_half_rate": percentile(load["latencies"], 0.99),
+        "webhook_p99_ms_at_half_rate": percentile(delays, 0.99),
+        "webhook_backlog_grows": grows or len(delays) < len(returned),
+    }
+
+
+def scaling(
+    database: Database,
+    firm_id: uuid.UUID,
+    partner_id: uuid.UUID,
+    base_url: str,
+    wrk_env: dict[str, str],
+) -> dict[str, Any]:
+    url = f"{base_url}{API}/invoices/firm/{firm_id}/seed-{SMALL // 2}"
+    seed_invoices(database, firm_id, partner_id, SMALL)
+    small = wrk(url, wrk_env, "authed_get.lua", connections=8)
+    started = time.monotonic()
+    seed_invoices(database, firm_id, partner_id, LARGE)
+    seeded_s = round(time.monotonic() - started, 1)
+    wrk(url, wrk_env, "authed_get.lua", seconds=3, connections=8)  # warm the larger index
+    large = wrk(url, wrk_env, "authed_get.lua", connections=8)
+    return {
+        "scaling": {
+            "small": SMALL,
+            "large": LARGE,
+            "seed_seconds": seeded_s,
+            "at_small": small,
+            "at_large": large,
+        },
+        "get_by_external_id_latency_ratio_large_vs_small": round(
+            large["p50_ms"] / small["p50_ms"], 3
+        ),
+    }
+
+
+def memory(
+    pid: int, database: Database, invoices_url: str, wrk_env: dict[str, str], create_rps: float
+) -> dict[str, Any]:
+    with database.session(read_only=True) as session:
+        before = session.execute(
+            text("SELECT count(*) FROM invoices WHERE external_id LIKE 'bench-%'")
+        ).scalar_one()
+    remaining = max(RSS_INVOICES - before, 0)
+    while remaining > 0:
+        wrk(
+            invoices_url,
+            {**wrk_env, "BENCH_RUN_ID": uuid.uuid4().hex[:8]},
+            "create_invoice.lua",
+            seconds=max(5, min(120, int(remaining / max(create_rps, 1)) + 1)),
+        )
+        with database.session(read_only=True) as session:
+            done = session.execute(
+                text("SELECT count(*) FROM invoices WHERE external_id LIKE 'bench-%'")
+            ).scalar_one()
+        remaining = RSS_INVOICES - done
+    rss = process_tree_rss_kb(pid, "VmRSS")
+    peak = process_tree_rss_kb(pid, "VmHWM")
+    return {
+        "memory": {
+            "invoices_created_through_api": RSS_INVOICES - min(remaining, 0)
+            if remaining < 0
+            else RSS_INVOICES,
+            "rss_mb_per_process": [round(kb / 1024, 1) for kb in rss],
+            "peak_rss_mb_per_process": [round(kb / 1024, 1) for kb in peak],
+        },
+        "rss_mb_after_rss_invoices": round(max(rss) / 1024, 1),
+    }
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def verdicts(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
+    rows = []
+    for key, (op, target) in TARGETS.items():
+        value = result.get(key)
+        met = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, "==": lambda v, t: v == t}[op](
+            value, target
+        )
+        rows.append((key, value, f"{op} {target}", bool(met)))
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Run {report['finished_at']} on {report['machine']['cores']} cores "
+        f"({report['machine']['cpu']}), {report['machine']['memory_gb']} GB, "
+        f"Python {report['machine']['python']}.",
+        "",
+    ]
+    for name, result in report["runs"].items():
+        lines += [
+            f"### {name}: {result['setup']}",
+            "",
+            "| phase | req/s | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+        ]
+        for phase in ("healthz", "create", "get_by_id", "get_by_external_id"):
+            r = result[phase]
+            lines.append(f"| {phase} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} |")
+        half = result["half_rate"]
+        lines += [
+            "",
+            f"Half rate: {half['achieved_rps']} creates/s; create p50 {half['create_p50_ms']} ms; "
+            f"webhook p50 {half['webhook_p50_ms']} ms; {half['webhooks_received']} of "
+            f"{half['webhooks_expected']} webhooks received.",
+            "",
+            "| figure | value | target | met |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v} | {t} | {'yes' if m else '**no**'} |" for k, v, t, m in verdicts(result)
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def update_performance_doc(table: str) -> None:
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    doc = (
+        PERFORMANCE_DOC.read_text()
+        if PERFORMANCE_DOC.exists()
+        else f"# Performance\n\n{begin}\n{end}\n"
+    )
+    before, _, rest = doc.partition(begin)
+    _, _, after = rest.partition(end)
+    PERFORMANCE_DOC.write_text(f"{before}{begin}\n{table}\n{end}{after}")
+
+
+def main() -> int:
+    RESULTS.mkdir(exist_ok=True)
+    workdir = (
+        Path(os.environ.get("BENCH_WORKDIR", "/tmp")) / f"partnerpay-bench-{uuid.uuid4().hex[:6]}"
+    )
+    workdir.mkdir(parents=True)
+    report: dict[str, Any] = {"machine": machine(), "runs": {}}
+    backends = [("sqlite", sqlite_database(workdir))]
+    if postgres_reachable():
+        backends.append(("postgresql", postgres_database()))
+    else:
+        log("PostgreSQL is not reachable: benchmarking SQLite only")
+    for name, database in backends:
+        with database as url:
+            report["runs"][name] = bench_backend(name, url, workdir)
+    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    for result in report["runs"].values():
+        result["verdicts"] = [
+            {"figure": k, "value": v, "target": t, "met": m} for k, v, t, m in verdicts(result)
+        ]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    update_performance_doc(table)
+    print(table)
+    log(f"logs in {workdir}; results in {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,5 +27,10 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# The load tool is Debian's wrk; the figures land in bench/results/ and docs/performance.md.
+bench: install
+	command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

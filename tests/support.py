@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,11 +57,18 @@ class Server:
     @classmethod
     @contextmanager
     def start(
-        cls, database_url: str, log: Path, *, demo: bool = False, env: dict[str, str] | None = None
+        cls,
+        database_url: str,
+        log: Path,
+        *,
+        demo: bool = False,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> Iterator[Server]:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "partnerpay", "serve", "--port", str(port)]
+        command += ["--workers", str(workers)] if workers > 1 else []
         environment = {
             **os.environ,
             "PARTNERPAY_DATABASE_URL": database_url,
@@ -94,6 +102,26 @@ class Server:
             return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
+
+
+@contextmanager
+def worker_process(
+    database_url: str, log: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``partnerpay worker`` process, stopped with SIGTERM afterwards."""
+    env = {**os.environ, "PARTNERPAY_DATABASE_URL": database_url, **env}
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "partnerpay", "worker"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from tests.support import (
     create_partner,
     invoice_body,
     wait_until,
+    worker_process,
 )
 
 SLOW_RETRIES = {
@@ -70,23 +71,6 @@ def post_invoices(server: Server, partner: Partner, firm: Firm, count: int, thre
         worker.start()
     for worker in workers:
         worker.join()
-
-
-@contextmanager
-def worker_process(database_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PARTNERPAY_DATABASE_URL": database_url, **SLOW_RETRIES}
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "partnerpay", "worker"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def test_pending_events_survive_sigkill(
@@ -128,7 +112,9 @@ def test_two_workers_deliver_each_event_once(
             Server.start(fresh_database_url, tmp_path / "server.log", env=api_only)
         )
         for name in ("worker-1", "worker-2"):
-            stack.enter_context(worker_process(fresh_database_url, tmp_path / f"{name}.log"))
+            stack.enter_context(
+                worker_process(fresh_database_url, tmp_path / f"{name}.log", SLOW_RETRIES)
+            )
         with httpx.Client(base_url=server.base_url, headers=partner.headers) as client:
             subscribe(client, receiver.url)
         post_invoices(server, partner, firm, count=1000, threads=8)

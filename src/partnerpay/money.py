@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 AMOUNT_PATTERN = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
@@ -46,10 +46,18 @@ def _check_percent(text: object) -> str:
     return text
 
 
-AmountString = Annotated[str, BeforeValidator(_check_amount)]
+AmountString = Annotated[
+    str,
+    BeforeValidator(_check_amount),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN.pattern, "examples": ["123.45"]}),
+]
 """A positive amount as the client wrote it (``"100"``, ``"123.45"``)."""
 
-PercentString = Annotated[str, BeforeValidator(_check_percent)]
+PercentString = Annotated[
+    str,
+    BeforeValidator(_check_percent),
+    WithJsonSchema({"type": "string", "pattern": PERCENT_PATTERN.pattern, "examples": ["10"]}),
+]
 """A percentage from 0 to 100 as the client wrote it (``"10"``, ``"12.5"``)."""
 
 

@@ -78,6 +78,13 @@ class ProblemError(Exception):
         self.headers = headers
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses as problem documents."""
+    return {
+        status: {"model": Problem, "content": {PROBLEM_CONTENT_TYPE: {}}} for status in statuses
+    }
+
+
 def not_found(what: str, identifier: object) -> ProblemError:
     return ProblemError(404, "not_found", f"No {what} with id '{identifier}' was found.")
 

@@ -33,30 +33,28 @@ class SurchargeChoice(StrEnum):
     MERCHANT = "Merchant"
 
 
-class Debtor(Base):
-    """A firm's client, kept once per (firm, partner's external id) with its latest details."""
+class FirmParty:
+    """Kept once per (firm, the partner's external id), with the latest details sent."""
+
+    __table_args__ = (UniqueConstraint("firm_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Debtor(FirmParty, Base):
+    """A firm's client."""
 
     __tablename__ = "debtors"
-    __table_args__ = (UniqueConstraint("firm_id", "external_id"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
-    external_id: Mapped[str] = mapped_column(String(255))
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Matter(Base):
-    """A firm's matter (case), kept once per (firm, partner's external id)."""
+class Matter(FirmParty, Base):
+    """A firm's matter (case)."""
 
     __tablename__ = "matters"
-    __table_args__ = (UniqueConstraint("firm_id", "external_id"),)
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    firm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("firms.id"))
-    external_id: Mapped[str] = mapped_column(String(255))
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Invoice(Base):

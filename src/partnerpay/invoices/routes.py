@@ -1,5 +1,5 @@
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -15,15 +15,12 @@ from partnerpay.invoices.schemas import (
 )
 from partnerpay.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from partnerpay.partners.dependencies import PartnerDep
-from partnerpay.problems import Problem
+from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
 router = APIRouter(prefix="/invoices", tags=["Invoices"])
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 404, 409)
-}
+PROBLEMS = problem_responses(400, 401, 404, 409)
 
 
 def _respond(invoice: Invoice, settings: SettingsDep) -> ModelResponse:

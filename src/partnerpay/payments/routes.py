@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
@@ -13,13 +13,10 @@ from partnerpay.payments.schemas import (
     PaymentIn,
     PaymentResponse,
 )
-from partnerpay.problems import Problem
+from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 402, 404, 409)
-}
+PROBLEMS = problem_responses(400, 402, 404, 409)
 
 pay_router = APIRouter(prefix="/pay", tags=["Payment page"])
 partner_router = APIRouter(prefix="/payments", tags=["Payments"])

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, Response
 
 from partnerpay.dependencies import SessionDep, SettingsDep
 from partnerpay.partners.dependencies import PartnerDep
-from partnerpay.problems import Problem
+from partnerpay.problems import problem_responses
 from partnerpay.webhooks import service
 from partnerpay.webhooks.models import DeliveryStatus, Topic, Webhook, WebhookEvent
 from partnerpay.webhooks.schemas import (
@@ -28,10 +28,7 @@ from partnerpay.wire import InputTimestamp, ModelResponse
 webhooks_router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
 events_router = APIRouter(prefix="/events", tags=["Events"])
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 404, 409)
-}
+PROBLEMS = problem_responses(400, 404, 409)
 MAX_EVENTS = 1000
 SECRET_CREDENTIALS = frozenset({"password", "token"})
 

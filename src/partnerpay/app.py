@@ -24,7 +24,7 @@ from partnerpay.payments.routes import partner_router as payments_router
 from partnerpay.payments.routes import pay_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
-from partnerpay.problems import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
+from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.service import count_backlog
 from partnerpay.webhooks.tasks import Dispatcher
@@ -52,13 +52,7 @@ class Health(BaseModel):
 def _partner_api() -> APIRouter:
     router = APIRouter(
         prefix=PARTNER_API_PREFIX,
-        responses={
-            401: {
-                "model": Problem,
-                "content": {PROBLEM_CONTENT_TYPE: {}},
-                "description": "Missing or wrong credentials",
-            }
-        },
+        responses=problem_responses(401),
     )
     router.include_router(invoices_router)
     router.include_router(firms_router)

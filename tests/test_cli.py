@@ -203,3 +203,21 @@ def test_set_status_rejects_an_unknown_status(database_url: str) -> None:
 def test_db_upgrade_is_idempotent(database_url: str) -> None:
     for _ in range(2):
         assert "up to date" in run_ok(database_url, "db", "upgrade")
+
+
+def test_create_firm_with_a_surcharge(database_url: str) -> None:
+    partner = cli_partner(database_url)
+    firm = run_json(
+        database_url,
+        *("admin", "create-firm", "--partner-id", str(partner.id), "--trading-name", "Surcharged"),
+        *("--surcharge-percent", "1.5", "--json"),
+    )
+    assert (firm["surcharge_enabled"], firm["surcharge_percent"]) == (True, "1.5")
+
+    refused = run_cli(
+        database_url,
+        *("admin", "create-firm", "--partner-id", str(partner.id), "--trading-name", "Bad"),
+        *("--surcharge-percent", "150"),
+    )
+    assert refused.returncode == 1
+    assert "surcharge_percent" in refused.stderr

@@ -7,11 +7,12 @@ import signal
 import tempfile
 import threading
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import prometheus_client
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from partnerpay.config import Environment, get_settings
 from partnerpay.db import Database, upgrade_database
@@ -24,7 +25,7 @@ from partnerpay.observability import LOGGING_CONFIG, MULTIPROCESS_ENV
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
-from partnerpay.problems import ProblemError
+from partnerpay.problems import ProblemError, field_path
 from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
@@ -49,7 +50,11 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
             typer.echo(f"{key}: {value}")
 
 
-def _fail(error: ProblemError) -> None:
+def _describe(invalid: ValidationError) -> str:
+    return "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in invalid.errors())
+
+
+def _fail(error: ProblemError) -> NoReturn:
     typer.echo(f"error: {error.problem.detail}", err=True)
     raise typer.Exit(code=1)
 
@@ -148,15 +153,18 @@ def create_firm(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a firm with a sandbox Office account (and Trust account, if asked)."""
-    data = FirmCreate(
-        surcharge_percent=surcharge_percent,
-        legal_name=legal_name,
-        trading_name=trading_name,
-        external_id=external_id,
-        currency=currency,
-        office_account=sandbox_account(trading_name, "Office"),
-        trust_account=sandbox_account(trading_name, "Trust") if trust_account else None,
-    )
+    try:
+        data = FirmCreate(
+            surcharge_percent=surcharge_percent,
+            legal_name=legal_name,
+            trading_name=trading_name,
+            external_id=external_id,
+            currency=currency,
+            office_account=sandbox_account(trading_name, "Office"),
+            trust_account=sandbox_account(trading_name, "Trust") if trust_account else None,
+        )
+    except ValidationError as invalid:
+        _fail(ProblemError(400, "validation_error", _describe(invalid)))
     database = _database()
     try:
         with database.session() as session:

@@ -15,6 +15,8 @@ from sqlalchemy import inspect, text
 
 from partnerpay.db import Database
 from partnerpay.firms.models import Firm as FirmRow
+from partnerpay.firms.models import FirmStatus
+from partnerpay.firms.service import set_firm_status
 from tests.receiver import Receiver
 from tests.support import API, Firm, Partner, Server, create_firm, create_partner, invoice_body
 
@@ -325,3 +327,16 @@ def test_card_numbers_are_never_stored(
     for number in ("4242424242424242", "4000000000000002", "4000000000009995", "4242 4242"):
         assert number not in everything
     assert "Visa •••• 4242" in everything
+
+
+def test_a_closed_firms_invoice_shows_its_state_and_takes_no_payment(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm, database: Database
+) -> None:
+    invoice = new_invoice(client, firm)
+    with database.session() as session:
+        set_firm_status(session, firm.id, FirmStatus.CLOSED)
+    page = anonymous.get(f"/pay/{invoice['invoice_id']}")
+    assert page.status_code == 200
+    assert "Not available" in page.text
+    assert "<form" not in page.text
+    assert pay(anonymous, invoice["invoice_id"]).status_code == 409

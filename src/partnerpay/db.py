@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -174,12 +173,6 @@ class Database:
 
     def session(self, *, read_only: bool = False) -> Session:
         return (self._reader if read_only else self._writer)()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write session committed on success and rolled back on error."""
-        with self.session() as session, session.begin():
-            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

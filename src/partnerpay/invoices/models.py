@@ -7,7 +7,6 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnerpay.db import Base, new_id, utcnow
-from partnerpay.firms.models import Firm
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment
 
 
@@ -99,7 +98,6 @@ class Invoice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    firm: Mapped[Firm] = relationship(lazy="raise")
     payments: Mapped[list[Payment]] = relationship(order_by=Payment.created_at, viewonly=True)
 
     @property

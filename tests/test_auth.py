@@ -2,14 +2,19 @@
 
 import re
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from partnerpay.db import Database
+from partnerpay.partners.models import ApiKey
+from partnerpay.partners.service import AuthenticatedPartner, Credentials, Grant, GrantCache
 from tests.support import API, Partner, Server, assert_problem, create_partner, partner_client
 
 PROBE = f"{API}/firms"
@@ -167,3 +172,95 @@ def test_unknown_field_in_rotation_is_400(
     response = client.post(f"{API}/rotatekey", json={"previous_key_expires_hour": 0})
     assert_problem(response, 400, "validation_error", "previous_key_expires_hour")
     assert _works(server, partner.id, partner.api_key)
+
+
+def _expire_every_key(database: Database, partner_id: uuid.UUID) -> None:
+    with database.session() as session:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.partner_id == partner_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        session.commit()
+
+
+@pytest.fixture
+def uncached_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    env = {"PARTNERPAY_AUTH_CACHE_SECONDS": "0", "PARTNERPAY_RUN_DISPATCHER": "false"}
+    with Server.start(database_url, tmp_path / "server.log", env=env) as running:
+        yield running
+
+
+def test_without_the_cache_a_key_expired_in_the_database_stops_at_once(
+    uncached_server: Server, database: Database
+) -> None:
+    partner = create_partner(database)
+    assert _works(uncached_server, partner.id, partner.api_key)
+    _expire_every_key(database, partner.id)
+    assert not _works(uncached_server, partner.id, partner.api_key)
+
+
+# --- the cache of verified credentials ---------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _credentials(api_key: str = "ppk_key", partner_id: str | None = None) -> Credentials:
+    credentials = Credentials.parse(partner_id or str(uuid.uuid4()), api_key)
+    assert credentials is not None
+    return credentials
+
+
+def _grant(partner_id: uuid.UUID, key_expires_at: datetime | None = None) -> Grant:
+    return Grant(AuthenticatedPartner(partner_id), key_expires_at)
+
+
+def test_a_cached_grant_lasts_its_time_to_live() -> None:
+    clock = FakeClock()
+    cache = GrantCache(ttl_s=5, clock=clock)
+    credentials = _credentials()
+    assert cache.lookup(credentials) is None
+    cache.remember(credentials, _grant(credentials.partner_id))
+    clock.now += 4.9
+    assert cache.lookup(credentials) == AuthenticatedPartner(credentials.partner_id)
+    clock.now += 0.1
+    assert cache.lookup(credentials) is None
+
+
+def test_a_cached_grant_ends_when_its_key_expires() -> None:
+    cache = GrantCache(ttl_s=60, clock=FakeClock())
+    credentials = _credentials()
+    expired = datetime.now(UTC) - timedelta(seconds=1)
+    cache.remember(credentials, _grant(credentials.partner_id, key_expires_at=expired))
+    assert cache.lookup(credentials) is None
+
+
+def test_the_cache_tells_keys_and_partners_apart_and_forgets_a_partner() -> None:
+    cache = GrantCache(ttl_s=60, clock=FakeClock())
+    partner_id, other_id = str(uuid.uuid4()), str(uuid.uuid4())
+    first, second = _credentials("ppk_a", partner_id), _credentials("ppk_b", partner_id)
+    other = _credentials("ppk_a", other_id)
+    cache.remember(first, _grant(first.partner_id))
+    cache.remember(other, _grant(other.partner_id))
+    assert cache.lookup(second) is None
+    cache.forget_partner(first.partner_id)
+    assert cache.lookup(first) is None
+    assert cache.lookup(other) == AuthenticatedPartner(other.partner_id)
+
+
+def test_the_cache_is_bounded_and_can_be_off() -> None:
+    bounded = GrantCache(ttl_s=60, max_entries=3, clock=FakeClock())
+    for n in range(10):
+        credentials = _credentials(f"ppk_{n}")
+        bounded.remember(credentials, _grant(credentials.partner_id))
+        assert len(bounded._entries) <= 3
+    off = GrantCache(ttl_s=0, clock=FakeClock())
+    credentials = _credentials()
+    off.remember(credentials, _grant(credentials.partner_id))
+    assert off.lookup(credentials) is None

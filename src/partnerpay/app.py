@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -13,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from partnerpay.config import Settings, get_settings
 from partnerpay.db import Database
-from partnerpay.dependencies import SessionDep, get_database
+from partnerpay.dependencies import SessionDep, database_of
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
 from partnerpay.limits import BodySizeLimit, PartnerRateLimit
 from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
 from partnerpay.partners.routes import router as partners_router
+from partnerpay.partners.service import GrantCache
 from partnerpay.payments.gateway import SandboxGateway
 from partnerpay.payments.routes import partner_router as payments_router
 from partnerpay.payments.routes import pay_router
@@ -73,7 +75,7 @@ def _operations_api() -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics(request: Request) -> Response:
-        database = get_database(request)
+        database = database_of(request)
 
         def backlog() -> tuple[int, int]:
             with database.session(read_only=True) as session:
@@ -128,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         database = Database(settings.database_url, settings.db_pool_size)
         app.state.database = database
         dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None
@@ -149,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.gateway = SandboxGateway()
+    app.state.grant_cache = GrantCache(settings.auth_cache_seconds)
     install_problem_handlers(app)
     app.include_router(_partner_api())
     app.include_router(pay_router)

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit: float = Field(default=100.0, ge=0, description="per partner; 0: no limit")
+    auth_cache_seconds: float = Field(default=5.0, ge=0, description="0: verify every request")
+    worker_threads: int = Field(default=8, ge=1, description="per process, for blocking work")
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout: float = Field(default=15.0, gt=0)
     webhook_disable_after: float = Field(default=5 * 24 * 3600, gt=0)

@@ -26,7 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 READ_ONLY = "partnerpay_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_POOL_SIZE = 40  # anyio's default worker-thread count
+SQLITE_POOL_SIZE = 40  # more than the worker threads and the dispatcher use
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -103,8 +103,7 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(READ_ONLY, False):
-            connection.exec_driver_sql("BEGIN DEFERRED")
-            return
+            return  # reads run in autocommit mode, like PostgreSQL's: no BEGIN, no ROLLBACK
         write_lock.acquire()
         connection.info[WRITE_LOCK_HELD] = True
         try:

@@ -21,19 +21,23 @@ from partnerpay.db import Database
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_database(request: Request) -> Database:
+    return database_of(request)
+
+
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session for this request; writes are committed by the service that makes them."""
-    session = get_database(request).session(read_only=request.method in READ_METHODS)
+    session = database_of(request).session(read_only=request.method in READ_METHODS)
     try:
         yield session
     finally:

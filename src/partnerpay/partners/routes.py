@@ -1,8 +1,8 @@
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 
 from partnerpay.dependencies import SessionDep
 from partnerpay.partners import service
-from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.partners.dependencies import PartnerDep, grant_cache
 from partnerpay.partners.schemas import RotateKeyRequest, RotateKeyResponse
 from partnerpay.wire import ModelResponse
 
@@ -11,10 +11,14 @@ router = APIRouter(tags=["Authentication"])
 
 @router.post("/rotatekey", summary="Issue a new API key", response_model=RotateKeyResponse)
 def rotate_key(
-    session: SessionDep, partner: PartnerDep, body: RotateKeyRequest = Body(default=None)
+    request: Request,
+    session: SessionDep,
+    partner: PartnerDep,
+    body: RotateKeyRequest = Body(default=None),
 ) -> ModelResponse:
     """Issue a new API key. The keys working now keep working for
     `previous_key_expires_hours` (default 48; 0 stops them at once)."""
     hours = (body or RotateKeyRequest()).previous_key_expires_hours
     api_key, expires_at = service.rotate_key(session, partner.id, hours)
+    grant_cache(request).forget_partner(partner.id)
     return ModelResponse(RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at))

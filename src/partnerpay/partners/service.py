@@ -7,7 +7,9 @@ enough for a secret of that entropy) and digests are compared in constant time.
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,26 +63,88 @@ class AuthenticatedPartner:
     id: uuid.UUID
 
 
-def authenticate(
-    session: Session, partner_id: str | None, api_key: str | None
-) -> AuthenticatedPartner | None:
-    """The partner these credentials belong to, or ``None`` (one query: a key row exists
-    only for an existing partner)."""
-    if not partner_id or not api_key:
-        return None
-    try:
-        parsed_id = uuid.UUID(partner_id)
-    except ValueError:
-        return None
-    presented = hash_api_key(api_key)
-    key_hashes = session.scalars(
-        select(ApiKey.key_hash).where(ApiKey.partner_id == parsed_id, _active_key_filter(utcnow()))
+@dataclass(frozen=True)
+class Credentials:
+    """A request's partner id and the digest of its API key (the key itself is not kept)."""
+
+    partner_id: uuid.UUID
+    key_digest: str
+
+    @classmethod
+    def parse(cls, partner_id: str | None, api_key: str | None) -> "Credentials | None":
+        """``None`` when either header is missing or the id is not a uuid."""
+        if not partner_id or not api_key:
+            return None
+        try:
+            parsed_id = uuid.UUID(partner_id)
+        except ValueError:
+            return None
+        return cls(parsed_id, hash_api_key(api_key))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Credentials found valid: whose they are and until when the key works."""
+
+    partner: AuthenticatedPartner
+    key_expires_at: datetime | None
+
+
+def authenticate(session: Session, credentials: Credentials) -> Grant | None:
+    """What these credentials grant, or ``None`` (one query: a key row exists only for an
+    existing partner)."""
+    keys = session.execute(
+        select(ApiKey.key_hash, ApiKey.expires_at).where(
+            ApiKey.partner_id == credentials.partner_id, _active_key_filter(utcnow())
+        )
     ).all()
     # Compare against every key (no early exit) so timing says nothing about which matched.
-    matched = False
-    for key_hash in key_hashes:
-        matched |= hmac.compare_digest(key_hash, presented)
-    return AuthenticatedPartner(parsed_id) if matched else None
+    grant = None
+    for key_hash, expires_at in keys:
+        if hmac.compare_digest(key_hash, credentials.key_digest):
+            grant = Grant(AuthenticatedPartner(credentials.partner_id), expires_at)
+    return grant
+
+
+class GrantCache:
+    """Credentials verified in the last ``ttl_s`` seconds, so that most requests are
+    authenticated without a query.
+
+    An entry never outlives its key's ``expires_at``. A key rotation forgets its
+    partner's entries in the process that handled it; other processes notice a key
+    stopped by rotation within ``ttl_s``. Failed attempts are never remembered.
+    """
+
+    def __init__(
+        self, ttl_s: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[Credentials, tuple[float, Grant]] = {}
+
+    def lookup(self, credentials: Credentials) -> AuthenticatedPartner | None:
+        entry = self._entries.get(credentials)
+        if entry is None:
+            return None
+        fresh_until, grant = entry
+        expired = grant.key_expires_at is not None and grant.key_expires_at <= utcnow()
+        if self.clock() >= fresh_until or expired:
+            self._entries.pop(credentials, None)
+            return None
+        return grant.partner
+
+    def remember(self, credentials: Credentials, grant: Grant) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[credentials] = (self.clock() + self.ttl_s, grant)
+
+    def forget_partner(self, partner_id: uuid.UUID) -> None:
+        for credentials in list(self._entries):  # a copy: the event loop may be adding
+            if credentials.partner_id == partner_id:
+                self._entries.pop(credentials, None)
 
 
 def rotate_key(

@@ -22,7 +22,7 @@ pay_router = APIRouter(prefix="/pay", tags=["Payment page"])
 partner_router = APIRouter(prefix="/payments", tags=["Payments"])
 
 
-def get_gateway(request: Request) -> PaymentGateway:
+async def get_gateway(request: Request) -> PaymentGateway:
     gateway: PaymentGateway = request.app.state.gateway
     return gateway
 

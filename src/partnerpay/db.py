@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -66,6 +66,12 @@ def truncate_to_millis(value: datetime) -> datetime:
 def dialect_insert(session: Session) -> Callable[..., Any]:
     """The INSERT construct of the session's database, with its ``ON CONFLICT`` clauses."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for plain (Core) statements where the ORM's bookkeeping is not
+    wanted."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from partnerpay.db import dialect_insert, utcnow
+from partnerpay.db import dialect_insert, table_of, utcnow
 from partnerpay.firms.models import AccountType, Firm, SettlementAccount
 from partnerpay.firms.service import get_firm, require_active
 from partnerpay.invoices.models import (
@@ -67,7 +67,6 @@ _CONTENT_COLUMNS = (
 
 @dataclass(frozen=True)
 class UpsertResult:
-    invoice: Invoice
     view: InvoiceOut
     created: bool
     changed: bool
@@ -164,14 +163,20 @@ def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoi
 
 
 def _insert_unless_exists(session: Session, values: dict[str, Any]) -> Invoice | None:
-    """Insert, or ``None`` if a concurrent request has just inserted this (firm, external_id):
-    the unique constraint decides, in one statement."""
+    """Insert, or ``None`` if this (firm, external_id) exists, perhaps inserted a moment ago
+    by a concurrent request: the unique constraint decides, in one statement.
+
+    A plain insert: the invoice returned is built from the values written, not loaded
+    back through the ORM (which cost a quarter of a create)."""
+    invoices = table_of(Invoice)
     statement = (
-        dialect_insert(session)(Invoice)
+        dialect_insert(session)(invoices)
         .on_conflict_do_nothing(index_elements=["firm_id", "external_id"])
-        .returning(Invoice)
+        .returning(invoices.c.id)
     )
-    return session.scalars(statement, [values]).one_or_none()
+    if session.execute(statement, values).first() is None:
+        return None
+    return Invoice(**values)
 
 
 def _commit_with_event(
@@ -200,38 +205,38 @@ def upsert_invoice(
     firm = get_firm(session, partner_id, data.firm_id)
     require_active(firm)
     content = _content(firm, data)
-    lookup = _locked_by_external_id(firm.id, data.external_id)
-    invoice = session.scalars(lookup).one_or_none()
-    if invoice is None:
-        now = utcnow()
-        fresh = _insert_unless_exists(
-            session,
-            {
-                "partner_id": partner_id,
-                "firm_id": firm.id,
-                "external_id": data.external_id,
-                "status": InvoiceStatus.SUBMITTED,
-                "created_at": now,
-                "updated_at": now,
-                **content.columns,
-                **_party_ids(session, firm.id, content),
-            },
-        )
-        if fresh is not None:
-            view = _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
-            return UpsertResult(fresh, view, created=True, changed=True)
-        invoice = session.scalars(lookup).one()
+    party_ids = _party_ids(session, firm.id, content)
+    now = utcnow()
+    fresh = _insert_unless_exists(
+        session,
+        {
+            "id": uuid.uuid4(),
+            "partner_id": partner_id,
+            "firm_id": firm.id,
+            "external_id": data.external_id,
+            "status": InvoiceStatus.SUBMITTED,
+            "amount_paid_minor": 0,
+            "created_at": now,
+            "updated_at": now,
+            **content.columns,
+            **party_ids,
+        },
+    )
+    if fresh is not None:
+        view = _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
+        return UpsertResult(view, created=True, changed=True)
+    invoice = session.scalars(_locked_by_external_id(firm.id, data.external_id)).one()
     require_updatable(invoice)
     if InvoiceContent.of(invoice) == content:
         session.commit()
-        return UpsertResult(invoice, InvoiceOut.of(invoice, pay_base_url), False, False)
+        return UpsertResult(InvoiceOut.of(invoice, pay_base_url), created=False, changed=False)
     _require_amount_covers_payments(invoice, content.columns["amount_minor"])
     content.apply_to(invoice)
-    for column, value in _party_ids(session, firm.id, content).items():
+    for column, value in party_ids.items():
         setattr(invoice, column, value)
-    invoice.updated_at = utcnow()
+    invoice.updated_at = now
     view = _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
-    return UpsertResult(invoice, view, created=False, changed=True)
+    return UpsertResult(view, created=False, changed=True)
 
 
 def _require_amount_covers_payments(invoice: Invoice, amount_minor: int) -> None:

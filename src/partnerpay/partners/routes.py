@@ -17,7 +17,8 @@ def rotate_key(
     body: RotateKeyRequest = Body(default=None),
 ) -> ModelResponse:
     """Issue a new API key. The keys working now keep working for
-    `previous_key_expires_hours` (default 48; 0 stops them at once)."""
+    `previous_key_expires_hours` (default 48; 0 stops them at once, or, on a
+    deployment of several API processes, within `PARTNERPAY_AUTH_CACHE_SECONDS`)."""
     hours = (body or RotateKeyRequest()).previous_key_expires_hours
     api_key, expires_at = service.rotate_key(session, partner.id, hours)
     grant_cache(request).forget_partner(partner.id)

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from partnerpay.db import Database
+from partnerpay.invoices.models import Debtor, Matter
 from tests.support import (
     API,
     Firm,
@@ -713,3 +715,33 @@ def test_nul_characters_are_never_a_server_error(
         assert response.status_code == 200, response.text
         assert response.json()["invoice"]["description"] == "line\u0000break"
         assert listed.status_code == 200, listed.text
+
+
+def _parties(database: Database, firm: Firm) -> dict[str, list[tuple[str, Any, Any]]]:
+    with database.session(read_only=True) as session:
+        return {
+            kind: [
+                (row.external_id, row.details, row.updated_at)
+                for row in session.scalars(select(model).where(model.firm_id == firm.id))
+            ]
+            for kind, model in (("matter", Matter), ("debtor", Debtor))
+        }
+
+
+def test_invoices_naming_the_same_debtor_and_matter_share_their_rows(
+    client: httpx.Client, database: Database, firm: Firm
+) -> None:
+    first = create_invoice(client, invoice_body(firm))
+    stored = _parties(database, firm)
+    second = create_invoice(client, invoice_body(firm))
+    assert _parties(database, firm) == stored
+    assert [len(rows) for rows in stored.values()] == [1, 1]
+    moved = {**invoice_body(firm)["debtor"], "email": "frank@new.example"}
+    third = create_invoice(client, invoice_body(firm, debtor=moved))
+    after = _parties(database, firm)
+    assert after["matter"] == stored["matter"]
+    assert [(external_id, details) for external_id, details, _ in after["debtor"]] == [
+        (moved["external_id"], moved)
+    ]
+    assert first["debtor"]["email"] == second["debtor"]["email"] == "frank@email.com"
+    assert third["debtor"]["email"] == "frank@new.example"

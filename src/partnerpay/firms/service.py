@@ -1,8 +1,9 @@
 """Firms: onboarding by a partner or the operator, and the operator's status moves."""
 
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Uuid, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,7 +107,47 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
     return firm
 
 
-def require_active(firm: Firm) -> None:
+@dataclass(frozen=True)
+class InvoicingTerms:
+    """What raising an invoice needs to know of a firm (read with one light query, not
+    loaded as a whole firm: a create reads it every time)."""
+
+    id: uuid.UUID
+    status: str
+    currency: str
+    accounts: dict[uuid.UUID, AccountType]
+
+    def account_of_type(self, account_type: AccountType) -> uuid.UUID | None:
+        return next((id_ for id_, type_ in self.accounts.items() if type_ == account_type), None)
+
+
+_INVOICING_TERMS = (
+    select(Firm.status, Firm.currency, SettlementAccount.id, SettlementAccount.account_type)
+    .outerjoin(SettlementAccount, SettlementAccount.firm_id == Firm.id)
+    .where(
+        Firm.id == bindparam("firm_id", type_=Uuid()),
+        Firm.partner_id == bindparam("partner_id", type_=Uuid()),
+    )
+)
+
+
+def invoicing_terms(
+    session: Session, partner_id: uuid.UUID, firm_id: str | uuid.UUID
+) -> InvoicingTerms:
+    """One of this partner's firms, as far as invoicing goes; 404 like ``get_firm``."""
+    parsed_id = parse_id(firm_id, "firm")
+    rows = session.execute(_INVOICING_TERMS, {"firm_id": parsed_id, "partner_id": partner_id})
+    terms = None
+    for status, currency, account_id, account_type in rows:
+        terms = terms or InvoicingTerms(parsed_id, status, currency, {})
+        if account_id is not None:
+            terms.accounts[account_id] = AccountType(account_type)
+    if terms is None:
+        raise not_found("firm", firm_id)
+    return terms
+
+
+def require_active(firm: Firm | InvoicingTerms) -> None:
     if firm.status != FirmStatus.ACTIVE:
         raise ProblemError(
             409,

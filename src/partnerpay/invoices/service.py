@@ -9,12 +9,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Uuid, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from partnerpay.db import dialect_insert, table_of, utcnow
-from partnerpay.firms.models import AccountType, Firm, SettlementAccount
-from partnerpay.firms.service import get_firm, require_active
+from partnerpay.firms.models import AccountType
+from partnerpay.firms.service import InvoicingTerms, get_firm, invoicing_terms, require_active
 from partnerpay.invoices.models import (
     FINAL_STATUSES,
     Debtor,
@@ -72,21 +72,21 @@ class UpsertResult:
     changed: bool
 
 
-def _settlement_account(firm: Firm, data: InvoiceIn) -> SettlementAccount:
+def _settlement_account(firm: InvoicingTerms, data: InvoiceIn) -> tuple[uuid.UUID, AccountType]:
     if data.settlement_account_id is not None:
-        account = next((a for a in firm.accounts if a.id == data.settlement_account_id), None)
+        account_id: uuid.UUID | None = data.settlement_account_id
         named = f"settlement account '{data.settlement_account_id}'"
     else:
-        account = firm.account(data.settlement_account or AccountType.OFFICE)
+        account_id = firm.account_of_type(data.settlement_account or AccountType.OFFICE)
         named = f"a {data.settlement_account or AccountType.OFFICE} settlement account"
-    if account is None:
+    if account_id is None or account_id not in firm.accounts:
         raise conflict("invalid_settlement_account", f"Firm '{firm.id}' has no {named}.")
-    return account
+    return account_id, firm.accounts[account_id]
 
 
-def _content(firm: Firm, data: InvoiceIn) -> InvoiceContent:
+def _content(firm: InvoicingTerms, data: InvoiceIn) -> InvoiceContent:
     dumped = data.model_dump(mode="json", exclude_none=True)
-    account = _settlement_account(firm, data)
+    account_id, account_type = _settlement_account(firm, data)
     return InvoiceContent(
         {
             "amount": data.amount,
@@ -95,8 +95,8 @@ def _content(firm: Firm, data: InvoiceIn) -> InvoiceContent:
             "due_date": data.due_date,
             "description": data.description,
             "external_reference": data.external_reference,
-            "settlement_account_id": account.id,
-            "settlement_account_type": account.account_type,
+            "settlement_account_id": account_id,
+            "settlement_account_type": account_type,
             "matter": dumped.get("matter"),
             "debtor": dumped.get("debtor"),
             "line_items": dumped.get("line_items", []),
@@ -108,24 +108,24 @@ def _content(firm: Firm, data: InvoiceIn) -> InvoiceContent:
     )
 
 
-def _upsert_party(
+def _known_party(model: type[Debtor] | type[Matter], kind: str) -> Select[tuple[str, Any, Any]]:
+    return select(literal(kind), model.id, model.details).where(
+        model.firm_id == bindparam("firm_id", type_=Uuid()),
+        model.external_id == bindparam(f"{kind}_external_id"),
+    )
+
+
+# The matter and the debtor an invoice names, as stored now: one round trip for both.
+_KNOWN_PARTIES = union_all(_known_party(Matter, "matter"), _known_party(Debtor, "debtor"))
+
+
+def _save_party(
     session: Session,
     model: type[Debtor] | type[Matter],
     firm_id: uuid.UUID,
     details: dict[str, Any],
 ) -> uuid.UUID:
-    """Keep one row per (firm, external id) with the latest details; return its id.
-
-    Unchanged details are only read: many invoices name the same debtor and matter, and
-    rewriting their row each time would make those invoices queue on its lock."""
-    known = session.execute(
-        select(model.id, model.details).where(
-            model.firm_id == firm_id, model.external_id == details["external_id"]
-        )
-    ).one_or_none()
-    if known is not None and known.details == details:
-        known_id: uuid.UUID = known.id
-        return known_id
+    """Insert this (firm, external id)'s row, or give it these details; return its id."""
     now = utcnow()
     statement = (
         dialect_insert(session)(model)
@@ -147,11 +147,32 @@ def _upsert_party(
 
 
 def _party_ids(session: Session, firm_id: uuid.UUID, content: InvoiceContent) -> dict[str, Any]:
-    matter, debtor = content.columns["matter"], content.columns["debtor"]
-    return {
-        "matter_id": _upsert_party(session, Matter, firm_id, matter) if matter else None,
-        "debtor_id": _upsert_party(session, Debtor, firm_id, debtor) if debtor else None,
+    """Keep one matter and one debtor row per (firm, external id) with the latest details;
+    the ids of this invoice's.
+
+    Unchanged details are only read: many invoices name the same debtor and matter, and
+    rewriting their row each time would make those invoices queue on its lock."""
+    sent = {"matter": content.columns["matter"], "debtor": content.columns["debtor"]}
+    known = {
+        kind: (party_id, details)
+        for kind, party_id, details in session.execute(
+            _KNOWN_PARTIES,
+            {
+                "firm_id": firm_id,
+                **{f"{kind}_external_id": (d or {}).get("external_id") for kind, d in sent.items()},
+            },
+        )
     }
+    ids: dict[str, Any] = {}
+    for kind, model in (("matter", Matter), ("debtor", Debtor)):
+        details = sent[kind]
+        if not details:
+            ids[f"{kind}_id"] = None
+        elif kind in known and known[kind][1] == details:
+            ids[f"{kind}_id"] = known[kind][0]
+        else:
+            ids[f"{kind}_id"] = _save_party(session, model, firm_id, details)
+    return ids
 
 
 def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoice]:
@@ -202,7 +223,7 @@ def require_updatable(invoice: Invoice) -> None:
 def upsert_invoice(
     session: Session, partner_id: uuid.UUID, data: InvoiceIn, pay_base_url: str
 ) -> UpsertResult:
-    firm = get_firm(session, partner_id, data.firm_id)
+    firm = invoicing_terms(session, partner_id, data.firm_id)
     require_active(firm)
     content = _content(firm, data)
     party_ids = _party_ids(session, firm.id, content)
@@ -260,11 +281,16 @@ def get_invoice(
 def get_invoice_by_external_id(
     session: Session, partner_id: uuid.UUID, firm_id: str, external_id: str
 ) -> Invoice:
-    firm = get_firm(session, partner_id, firm_id)
+    parsed_firm_id = parse_id(firm_id, "firm")
     invoice = session.scalars(
-        select(Invoice).where(Invoice.firm_id == firm.id, Invoice.external_id == external_id)
+        select(Invoice).where(
+            Invoice.firm_id == parsed_firm_id,
+            Invoice.external_id == external_id,
+            Invoice.partner_id == partner_id,
+        )
     ).one_or_none()
     if invoice is None:
+        firm = get_firm(session, partner_id, firm_id)  # 404 if it is not this partner's
         raise ProblemError(
             404,
             "not_found",

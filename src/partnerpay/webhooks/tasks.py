@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as Signer
 
 from partnerpay.config import Settings
-from partnerpay.db import Database, utcnow
+from partnerpay.db import Database, table_of, utcnow
 from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
 from partnerpay.webhooks.models import (
@@ -51,6 +52,7 @@ class Attempt:
 
     delivery_id: uuid.UUID
     event_id: uuid.UUID
+    webhook_id: uuid.UUID
     payload: str
     url: str
     secret: str
@@ -68,53 +70,68 @@ class Outcome:
 
 
 def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
-    """Take up to ``limit`` due deliveries of enabled webhooks and lease them."""
+    """Take up to ``limit`` due deliveries of enabled webhooks and lease them (in the
+    caller's transaction: it must commit before sending)."""
     now = utcnow()
-    deliveries = list(
-        session.scalars(
-            select(WebhookDelivery)
-            .where(
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.next_attempt_at <= now,
-            )
-            .order_by(WebhookDelivery.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    due = session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.event_id,
+            WebhookDelivery.webhook_id,
+            WebhookEvent.payload,
+            Webhook.url,
+            Webhook.secret,
+            Webhook.authentication,
+            Webhook.status,
         )
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=WebhookDelivery, skip_locked=True)
+    ).all()
+    attempts = [
+        Attempt(
+            row.id,
+            row.event_id,
+            row.webhook_id,
+            row.payload,
+            row.url,
+            row.secret,
+            row.authentication,
+        )
+        for row in due
+        if row.status == WebhookStatus.ENABLED
+    ]
+    _update_deliveries(
+        session,
+        [row.id for row in due if row.status != WebhookStatus.ENABLED],
+        status=DeliveryStatus.FAILED,
+        next_attempt_at=None,
+        last_error="the webhook is disabled",
     )
-    webhooks = _by_id(session, Webhook, {d.webhook_id for d in deliveries})
-    events = _by_id(session, WebhookEvent, {d.event_id for d in deliveries})
-    attempts = []
-    for delivery in deliveries:
-        webhook = webhooks[delivery.webhook_id]
-        if webhook.status != WebhookStatus.ENABLED:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
-            delivery.last_error = "the webhook is disabled"
-            continue
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        delivery.next_attempt_at = now + lease
-        attempts.append(
-            Attempt(
-                delivery_id=delivery.id,
-                event_id=delivery.event_id,
-                payload=events[delivery.event_id].payload,
-                url=webhook.url,
-                secret=webhook.secret,
-                authentication=webhook.authentication,
-            )
-        )
-    session.commit()
+    _update_deliveries(
+        session,
+        [attempt.delivery_id for attempt in attempts],
+        attempts=WebhookDelivery.attempts + 1,
+        last_attempt_at=now,
+        next_attempt_at=now + lease,
+    )
     return attempts
 
 
-Row = TypeVar("Row", Webhook, WebhookEvent)
-
-
-def _by_id(session: Session, model: type[Row], ids: set[uuid.UUID]) -> dict[uuid.UUID, Row]:
-    if not ids:
-        return {}
-    return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
+def _update_deliveries(session: Session, ids: list[uuid.UUID], **values: Any) -> None:
+    if ids:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def next_due_in(session: Session) -> float | None:
@@ -168,36 +185,61 @@ def send(client: httpx.Client, attempt: Attempt, settings: Settings) -> Outcome:
     return Outcome(status_code=response.status_code, error=None)
 
 
-def record_outcome(
+def record_outcomes(
+    session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
+) -> list[DeliveryStatus]:
+    """Record what attempts came to (in the caller's transaction); the statuses they left
+    their deliveries in. Successes, nearly all of them, are recorded in two statements."""
+    sent = [(attempt, outcome) for attempt, outcome in finished if outcome.succeeded]
+    if sent:
+        deliveries = table_of(WebhookDelivery)
+        session.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("delivery_id"))
+            .values(
+                status=DeliveryStatus.SENT,
+                last_status_code=bindparam("status_code"),
+                last_error=None,
+                next_attempt_at=None,
+            ),
+            [
+                {"delivery_id": attempt.delivery_id, "status_code": outcome.status_code}
+                for attempt, outcome in sent
+            ],
+        )
+        _mark_webhooks_healthy(session, {attempt.webhook_id for attempt, _ in sent})
+    statuses = [DeliveryStatus.SENT] * len(sent)
+    for attempt, outcome in finished:
+        if not outcome.succeeded:
+            statuses += _record_failure(session, attempt.delivery_id, outcome, settings)
+    return statuses
+
+
+def _record_failure(
     session: Session, delivery_id: uuid.UUID, outcome: Outcome, settings: Settings
-) -> DeliveryStatus | None:
-    """Record an attempt's outcome; the delivery's status after it (None if it is gone)."""
+) -> list[DeliveryStatus]:
+    """Schedule the next retry, or give up; note the webhook as failing."""
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None:  # the webhook was deleted while the attempt was under way
-        session.rollback()
-        return None
+        return []
     now = utcnow()
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
-    if outcome.succeeded:
-        delivery.status, delivery.next_attempt_at = DeliveryStatus.SENT, None
-        _mark_webhook_healthy(session, delivery.webhook_id)
+    delays = settings.retry_delays
+    if delivery.attempts > len(delays):
+        delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
     else:
-        delays = settings.retry_delays
-        if delivery.attempts > len(delays):
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
-        else:
-            delivery.next_attempt_at = now + timedelta(seconds=delays[delivery.attempts - 1])
-        _mark_webhook_failing(session, delivery.webhook_id, now, settings.webhook_disable_after)
-    status = DeliveryStatus(delivery.status)
-    session.commit()
-    return status
+        delivery.next_attempt_at = now + timedelta(seconds=delays[delivery.attempts - 1])
+    session.flush()
+    _mark_webhook_failing(session, delivery.webhook_id, now, settings.webhook_disable_after)
+    return [DeliveryStatus(delivery.status)]
 
 
-def _mark_webhook_healthy(session: Session, webhook_id: uuid.UUID) -> None:
+def _mark_webhooks_healthy(session: Session, webhook_ids: set[uuid.UUID]) -> None:
     session.execute(
         update(Webhook)
-        .where(Webhook.id == webhook_id, Webhook.failing_since.is_not(None))
+        .where(Webhook.id.in_(webhook_ids), Webhook.failing_since.is_not(None))
         .values(failing_since=None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -252,6 +294,7 @@ class Dispatcher:
             limits=httpx.Limits(max_connections=settings.webhook_concurrency),
         )
         self._threads: list[threading.Thread] = []
+        self._finished: queue.SimpleQueue[tuple[Attempt, Outcome]] = queue.SimpleQueue()
         self._unsubscribe = on_new_events(self._wake.set)
 
     def start(self) -> None:
@@ -273,6 +316,9 @@ class Dispatcher:
             thread.join(timeout)
         self._executor.shutdown(wait=True)
         self._client.close()
+        with self.database.session() as session:
+            self._record_finished(session)
+            session.commit()
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -286,14 +332,25 @@ class Dispatcher:
                 self._stopping.wait(self.settings.webhook_poll_interval)
 
     def _claim_and_send(self) -> int:
+        """One write transaction: record the attempts that have finished, claim more."""
         free = self._acquire_free_slots()
         with self.database.session() as session:
+            self._record_finished(session)
             attempts = claim_due(session, free, self.lease) if free else []
+            session.commit()
         for _ in range(free - len(attempts)):
             self._slots.release()
         for attempt in attempts:
             self._executor.submit(self._attempt, attempt)
         return len(attempts)
+
+    def _record_finished(self, session: Session) -> None:
+        finished = []
+        while not self._finished.empty():
+            finished.append(self._finished.get_nowait())
+        if finished:
+            statuses = record_outcomes(session, finished, self.settings)
+            WEBHOOK_FAILURES.inc(statuses.count(DeliveryStatus.FAILED))
 
     def _acquire_free_slots(self) -> int:
         if not self._slots.acquire(timeout=self.settings.webhook_poll_interval):
@@ -313,15 +370,11 @@ class Dispatcher:
             self._wake.wait(wait)
 
     def _attempt(self, attempt: Attempt) -> None:
+        """Send, and hand the outcome to the loop, which records it with others."""
         try:
             outcome = send(self._client, attempt, self.settings)
             WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
-            with self.database.session() as session:
-                status = record_outcome(session, attempt.delivery_id, outcome, self.settings)
-            if status == DeliveryStatus.FAILED:
-                WEBHOOK_FAILURES.inc()
-        except Exception:
-            logger.exception("webhook delivery %s could not be recorded", attempt.delivery_id)
+            self._finished.put((attempt, outcome))
         finally:
             self._slots.release()
             self._wake.set()

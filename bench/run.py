@@ -13,6 +13,7 @@ create through the API before reading the server's memory, default 100000).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -28,7 +29,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -204,25 +204,35 @@ def wrk(
 # --- the webhook receiver (a process of its own) ----------------------------------------
 
 
+async def read_http_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 message with a Content-Length body: (its first line, its body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    first_line, _, header_lines = head.partition(b"\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", header_lines)
+    body = await reader.readexactly(int(length.group(1))) if length else b""
+    return first_line, body
+
+
 def receive_webhooks(port: int, arrivals: Any, ready: Any) -> None:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    """A webhook receiver in a process of its own: stamps each arrival, answers 200."""
 
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            arrived = time.time()
-            envelope = json.loads(body)
-            arrivals.put((envelope["event"]["external_id"], arrived))
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _, body = await read_http_message(reader)
+                arrived = time.time()
+                arrivals.put((json.loads(body)["event"]["external_id"], arrived))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
 
-        def log_message(self, *_args: Any) -> None:
-            pass
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=256)
+        ready.set()
+        await server.serve_forever()
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    ready.set()
-    server.serve_forever()
+    asyncio.run(serve())
 
 
 # --- open-loop load at a fixed rate -------------------------------------------------------
@@ -241,44 +251,84 @@ def fixed_rate_creates(
     seconds: int,
     metrics_url: str,
 ) -> dict[str, Any]:
-    """POST at a fixed rate from a pool of threads; return latencies and return times."""
-    import concurrent.futures
+    """POST at a fixed rate, whatever the answers' pace (open loop), over raw keep-alive
+    connections from one event loop (a light client, so that the load tool does not take
+    the server's CPU). Latency runs from when a request was due, not when it could be sent."""
+    return asyncio.run(_fixed_rate_creates(base_url, headers, firm_id, rate, seconds, metrics_url))
 
-    interval = 1.0 / rate
-    total = int(rate * seconds)
+
+async def _fixed_rate_creates(
+    base_url: str,
+    headers: dict[str, str],
+    firm_id: str,
+    rate: float,
+    seconds: int,
+    metrics_url: str,
+) -> dict[str, Any]:
+    url = httpx.URL(base_url)
+    interval, total = 1.0 / rate, int(rate * seconds)
+    template = json.dumps(invoice_body(firm_id, "{external_id}"))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[float] = []
     returned: dict[str, float] = {}
     backlog: list[tuple[float, float]] = []
-    client = httpx.Client(
-        base_url=base_url, headers=headers, timeout=30, limits=httpx.Limits(max_connections=64)
-    )
 
-    def post(external_id: str) -> None:
-        started = time.perf_counter()
-        response = client.post(f"{API}/invoices", json=invoice_body(firm_id, external_id))
-        latencies.append((time.perf_counter() - started) * 1000)
-        if response.status_code == 200:
+    def request(external_id: str) -> bytes:
+        body = template.replace("{external_id}", external_id).encode()
+        return (
+            f"POST {API}/invoices HTTP/1.1\r\nhost: {url.host}\r\n{head}"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    async def exchange(message: bytes) -> bytes:
+        """Send on an idle connection, or a new one if there is none or the server has
+        closed the idle one (uvicorn closes keep-alive connections idle for 5 s)."""
+        while True:
+            reused = bool(idle)
+            connection = idle.pop() if reused else await asyncio.open_connection(url.host, url.port)
+            reader, writer = connection
+            try:
+                writer.write(message)
+                status_line, _ = await read_http_message(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                if reused:
+                    continue
+                raise
+            idle.append(connection)
+            return status_line
+
+    async def post(external_id: str, due: float) -> None:
+        status_line = await exchange(request(external_id))
+        latencies.append((time.perf_counter() - due) * 1000)
+        if status_line.split()[1] == b"200":
             returned[external_id] = time.time()
 
+    async def sample_backlog(start: float) -> None:
+        while True:
+            depth = await asyncio.to_thread(scrape_backlog, metrics_url)
+            backlog.append((time.perf_counter() - start, depth))
+            await asyncio.sleep(1.0)
+
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
-        next_sample = start
-        for n in range(total):
-            due = start + n * interval
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            pool.submit(post, f"rate-{uuid.uuid4().hex}")
-            if time.perf_counter() >= next_sample:
-                backlog.append((time.perf_counter() - start, scrape_backlog(metrics_url)))
-                next_sample += 1.0
-    client.close()
+    sampler = asyncio.create_task(sample_backlog(start))
+    posts = []
+    for n in range(total):
+        due = start + n * interval
+        await asyncio.sleep(max(due - time.perf_counter(), 0))
+        posts.append(asyncio.create_task(post(f"rate-{uuid.uuid4().hex}", due)))
+    await asyncio.gather(*posts)
+    elapsed = time.perf_counter() - start
+    sampler.cancel()
+    for _, writer in idle:
+        writer.close()
     latencies.sort()
     return {
         "latencies": latencies,
         "returned": returned,
         "backlog": backlog,
-        "achieved_rps": round(total / (time.perf_counter() - start), 1),
+        "achieved_rps": round(total / elapsed, 1),
     }
 
 

@@ -43,6 +43,10 @@ from partnerpay.webhooks.service import NOTIFY_CHANNEL, on_new_events
 logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 5.0
+# A dispatcher cycle (one write transaction) waits this long for more work to join it:
+# woken by every commit and every finished attempt, it would otherwise run a transaction
+# per event and compete with the API for the database's write slot (docs/performance.md).
+LINGER_S = 0.02
 USER_AGENT = "partnerpay-webhooks/1"
 
 
@@ -321,7 +325,7 @@ class Dispatcher:
             session.commit()
 
     def run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping.wait(LINGER_S):
             self._wake.clear()
             try:
                 claimed = self._claim_and_send()

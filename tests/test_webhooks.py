@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook as Verifier
 
+from partnerpay.config import Settings
 from partnerpay.db import Database
+from partnerpay.webhooks.models import Topic
+from partnerpay.webhooks.schemas import WebhookIn
+from partnerpay.webhooks.service import create_webhook, emit_event, redeliver_event
+from partnerpay.webhooks.tasks import Outcome, claim_due, record_outcomes
 from tests.receiver import Receiver
 from tests.support import API, Firm, Server, create_partner, invoice_body, wait_until
 
@@ -239,3 +245,31 @@ def test_another_partners_events_are_invisible(
         assert other.get(f"{API}/events").json()["events"] == []
         redeliver = other.post(f"{API}/events/{event['webhook_event_id']}/redeliver")
         assert redeliver.status_code == 404
+
+
+def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(
+    fresh_database_url: str,
+) -> None:
+    """The dispatcher records outcomes a moment after sending; a redelivery asked for in
+    between must still be sent."""
+    database = Database(fresh_database_url)
+    partner = create_partner(database)
+    settings = Settings(database_url=fresh_database_url)
+    with database.session() as session:
+        hook = WebhookIn(name="h", url="http://127.0.0.1:9/hook", events=[Topic.INVOICE_CREATED])
+        create_webhook(session, partner.id, hook, settings.env)
+        emit_event(session, partner.id, Topic.INVOICE_CREATED, "inv-1", {"n": 1})
+        session.commit()
+    with database.session() as session:
+        (attempt,) = claim_due(session, 10, timedelta(seconds=60))
+        session.commit()
+    with database.session() as session:
+        redeliver_event(session, partner.id, str(attempt.event_id))
+    with database.session() as session:
+        record_outcomes(session, [(attempt, Outcome(200, None))], settings)
+        session.commit()
+    with database.session() as session:
+        (again,) = claim_due(session, 10, timedelta(seconds=60))
+        session.commit()
+    assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+    database.dispose()

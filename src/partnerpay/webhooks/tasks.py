@@ -55,6 +55,7 @@ class Attempt:
     """A claimed delivery, with everything needed to send it outside a transaction."""
 
     delivery_id: uuid.UUID
+    number: int  # the delivery's attempts, counting this one
     event_id: uuid.UUID
     webhook_id: uuid.UUID
     payload: str
@@ -80,6 +81,7 @@ def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     due = session.execute(
         select(
             WebhookDelivery.id,
+            WebhookDelivery.attempts,
             WebhookDelivery.event_id,
             WebhookDelivery.webhook_id,
             WebhookEvent.payload,
@@ -101,6 +103,7 @@ def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     attempts = [
         Attempt(
             row.id,
+            row.attempts + 1,
             row.event_id,
             row.webhook_id,
             row.payload,
@@ -193,13 +196,20 @@ def record_outcomes(
     session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
 ) -> list[DeliveryStatus]:
     """Record what attempts came to (in the caller's transaction); the statuses they left
-    their deliveries in. Successes, nearly all of them, are recorded in two statements."""
+    their deliveries in. Successes, nearly all of them, are recorded in two statements.
+
+    An outcome only counts while its delivery is still pending on that attempt: a delivery
+    redelivered (or deleted) since it was claimed keeps its newer state."""
     sent = [(attempt, outcome) for attempt, outcome in finished if outcome.succeeded]
     if sent:
         deliveries = table_of(WebhookDelivery)
         session.execute(
             update(deliveries)
-            .where(deliveries.c.id == bindparam("delivery_id"))
+            .where(
+                deliveries.c.id == bindparam("delivery_id"),
+                deliveries.c.attempts == bindparam("number"),
+                deliveries.c.status == DeliveryStatus.PENDING,
+            )
             .values(
                 status=DeliveryStatus.SENT,
                 last_status_code=bindparam("status_code"),
@@ -207,7 +217,11 @@ def record_outcomes(
                 next_attempt_at=None,
             ),
             [
-                {"delivery_id": attempt.delivery_id, "status_code": outcome.status_code}
+                {
+                    "delivery_id": attempt.delivery_id,
+                    "number": attempt.number,
+                    "status_code": outcome.status_code,
+                }
                 for attempt, outcome in sent
             ],
         )
@@ -215,16 +229,20 @@ def record_outcomes(
     statuses = [DeliveryStatus.SENT] * len(sent)
     for attempt, outcome in finished:
         if not outcome.succeeded:
-            statuses += _record_failure(session, attempt.delivery_id, outcome, settings)
+            statuses += _record_failure(session, attempt, outcome, settings)
     return statuses
 
 
 def _record_failure(
-    session: Session, delivery_id: uuid.UUID, outcome: Outcome, settings: Settings
+    session: Session, attempt: Attempt, outcome: Outcome, settings: Settings
 ) -> list[DeliveryStatus]:
     """Schedule the next retry, or give up; note the webhook as failing."""
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
-    if delivery is None:  # the webhook was deleted while the attempt was under way
+    delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update=True)
+    if (
+        delivery is None
+        or delivery.attempts != attempt.number
+        or delivery.status != DeliveryStatus.PENDING
+    ):
         return []
     now = utcnow()
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error

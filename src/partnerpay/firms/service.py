@@ -147,7 +147,7 @@ def invoicing_terms(
     return terms
 
 
-def require_active(firm: Firm | InvoicingTerms) -> None:
+def require_active(firm: InvoicingTerms) -> None:
     if firm.status != FirmStatus.ACTIVE:
         raise ProblemError(
             409,

@@ -36,8 +36,8 @@ def upsert_invoice(
     """Create an invoice for an `Active` firm, or, when this partner already has an invoice
     with this `firm_id` and `external_id`, replace its content with this body. Sending the
     same body again changes nothing, so a retried POST is harmless."""
-    result = service.upsert_invoice(session, partner.id, body, settings.pay_base_url)
-    return ModelResponse(InvoiceResponse(invoice=result.view))
+    view = service.upsert_invoice(session, partner.id, body, settings.pay_base_url)
+    return ModelResponse(InvoiceResponse(invoice=view))
 
 
 @router.get("", summary="List invoices", responses=PROBLEMS, response_model=InvoiceList)

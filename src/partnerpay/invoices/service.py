@@ -65,13 +65,6 @@ _CONTENT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class UpsertResult:
-    view: InvoiceOut
-    created: bool
-    changed: bool
-
-
 def _settlement_account(firm: InvoicingTerms, data: InvoiceIn) -> tuple[uuid.UUID, AccountType]:
     if data.settlement_account_id is not None:
         account_id: uuid.UUID | None = data.settlement_account_id
@@ -222,7 +215,8 @@ def require_updatable(invoice: Invoice) -> None:
 
 def upsert_invoice(
     session: Session, partner_id: uuid.UUID, data: InvoiceIn, pay_base_url: str
-) -> UpsertResult:
+) -> InvoiceOut:
+    """The invoice after a create-or-update, as the response and any event show it."""
     firm = invoicing_terms(session, partner_id, data.firm_id)
     require_active(firm)
     content = _content(firm, data)
@@ -244,20 +238,18 @@ def upsert_invoice(
         },
     )
     if fresh is not None:
-        view = _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
-        return UpsertResult(view, created=True, changed=True)
+        return _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
     invoice = session.scalars(_locked_by_external_id(firm.id, data.external_id)).one()
     require_updatable(invoice)
     if InvoiceContent.of(invoice) == content:
         session.commit()
-        return UpsertResult(InvoiceOut.of(invoice, pay_base_url), created=False, changed=False)
+        return InvoiceOut.of(invoice, pay_base_url)
     _require_amount_covers_payments(invoice, content.columns["amount_minor"])
     content.apply_to(invoice)
     for column, value in party_ids.items():
         setattr(invoice, column, value)
     invoice.updated_at = now
-    view = _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
-    return UpsertResult(view, created=False, changed=True)
+    return _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
 
 
 def _require_amount_covers_payments(invoice: Invoice, amount_minor: int) -> None:

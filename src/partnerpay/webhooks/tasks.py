@@ -194,9 +194,9 @@ def send(client: httpx.Client, attempt: Attempt, settings: Settings) -> Outcome:
 
 def record_outcomes(
     session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
-) -> list[DeliveryStatus]:
-    """Record what attempts came to (in the caller's transaction); the statuses they left
-    their deliveries in. Successes, nearly all of them, are recorded in two statements.
+) -> int:
+    """Record what attempts came to (in the caller's transaction); how many deliveries
+    failed for good. Successes, nearly all of them, are recorded in two statements.
 
     An outcome only counts while its delivery is still pending on that attempt: a delivery
     redelivered (or deleted) since it was claimed keeps its newer state."""
@@ -226,24 +226,25 @@ def record_outcomes(
             ],
         )
         _mark_webhooks_healthy(session, {attempt.webhook_id for attempt, _ in sent})
-    statuses = [DeliveryStatus.SENT] * len(sent)
-    for attempt, outcome in finished:
-        if not outcome.succeeded:
-            statuses += _record_failure(session, attempt, outcome, settings)
-    return statuses
+    return sum(
+        _record_failure(session, attempt, outcome, settings) == DeliveryStatus.FAILED
+        for attempt, outcome in finished
+        if not outcome.succeeded
+    )
 
 
 def _record_failure(
     session: Session, attempt: Attempt, outcome: Outcome, settings: Settings
-) -> list[DeliveryStatus]:
-    """Schedule the next retry, or give up; note the webhook as failing."""
+) -> DeliveryStatus | None:
+    """Schedule the next retry, or give up; note the webhook as failing. The delivery's
+    status after it (None when the outcome no longer counts)."""
     delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update=True)
     if (
         delivery is None
         or delivery.attempts != attempt.number
         or delivery.status != DeliveryStatus.PENDING
     ):
-        return []
+        return None
     now = utcnow()
     delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
     delays = settings.retry_delays
@@ -253,7 +254,7 @@ def _record_failure(
         delivery.next_attempt_at = now + timedelta(seconds=delays[delivery.attempts - 1])
     session.flush()
     _mark_webhook_failing(session, delivery.webhook_id, now, settings.webhook_disable_after)
-    return [DeliveryStatus(delivery.status)]
+    return DeliveryStatus(delivery.status)
 
 
 def _mark_webhooks_healthy(session: Session, webhook_ids: set[uuid.UUID]) -> None:
@@ -384,8 +385,7 @@ class Dispatcher:
         while not self._finished.empty():
             finished.append(self._finished.get_nowait())
         if finished:
-            statuses = record_outcomes(session, finished, self.settings)
-            WEBHOOK_FAILURES.inc(statuses.count(DeliveryStatus.FAILED))
+            WEBHOOK_FAILURES.inc(record_outcomes(session, finished, self.settings))
 
     def _acquire_free_slots(self) -> int:
         if not self._slots.acquire(timeout=self.settings.webhook_poll_interval):

@@ -57,6 +57,9 @@ LARGE = int(os.environ.get("BENCH_LARGE", "1000000"))
 SMALL = 10_000
 RSS_INVOICES = int(os.environ.get("BENCH_RSS_INVOICES", "100000"))
 CONNECTIONS = 32
+# The open-loop run starts with this many seconds it does not count: the server may still
+# be finishing the requests wrk left in flight, and the first connections are opened.
+WARMUP_S = 1.0
 BACKLOG_GROWTH_PER_S = 1.0
 API = "/api/v3/partner"
 
@@ -245,26 +248,22 @@ def invoice_body(firm_id: str, external_id: str) -> dict[str, Any]:
 
 
 def fixed_rate_creates(
-    base_url: str,
-    headers: dict[str, str],
-    firm_id: str,
-    rate: float,
-    seconds: int,
-    metrics_url: str,
+    base_url: str, headers: dict[str, str], firm_id: str, rate: float, seconds: int
 ) -> dict[str, Any]:
     """POST at a fixed rate, whatever the answers' pace (open loop), over raw keep-alive
     connections from one event loop (a light client, so that the load tool does not take
-    the server's CPU). Latency runs from when a request was due, not when it could be sent."""
-    return asyncio.run(_fixed_rate_creates(base_url, headers, firm_id, rate, seconds, metrics_url))
+    the server's CPU), and read the webhook backlog from ``/metrics`` every second the
+    same way. Latency runs from when a request was due, not when it could be sent; the first
+    ``WARMUP_S`` are not counted.
+
+    Nothing else may run in this process meanwhile: a stall here (an httpx client's
+    start-up takes tens of milliseconds) would send the requests due during it in one
+    burst, and the server's queueing of that burst would read as its own latency."""
+    return asyncio.run(_fixed_rate_creates(base_url, headers, firm_id, rate, seconds))
 
 
 async def _fixed_rate_creates(
-    base_url: str,
-    headers: dict[str, str],
-    firm_id: str,
-    rate: float,
-    seconds: int,
-    metrics_url: str,
+    base_url: str, headers: dict[str, str], firm_id: str, rate: float, seconds: int
 ) -> dict[str, Any]:
     url = httpx.URL(base_url)
     interval, total = 1.0 / rate, int(rate * seconds)
@@ -282,7 +281,9 @@ async def _fixed_rate_creates(
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    async def exchange(message: bytes) -> bytes:
+    metrics_request = f"GET /metrics HTTP/1.1\r\nhost: {url.host}\r\n\r\n".encode()
+
+    async def exchange(message: bytes) -> tuple[bytes, bytes]:
         """Send on an idle connection, or a new one if there is none or the server has
         closed the idle one (uvicorn closes keep-alive connections idle for 5 s)."""
         while True:
@@ -291,37 +292,45 @@ async def _fixed_rate_creates(
             reader, writer = connection
             try:
                 writer.write(message)
-                status_line, _ = await read_http_message(reader)
+                answer = await read_http_message(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 writer.close()
                 if reused:
                     continue
                 raise
             idle.append(connection)
-            return status_line
+            return answer
 
-    async def post(external_id: str, due: float) -> None:
-        status_line = await exchange(request(external_id))
+    async def post(external_id: str, due: float, measured: bool) -> None:
+        status_line, _ = await exchange(request(external_id))
+        if not measured:
+            return
         latencies.append((time.perf_counter() - due) * 1000)
         if status_line.split()[1] == b"200":
             returned[external_id] = time.time()
 
     async def sample_backlog(start: float) -> None:
         while True:
-            depth = await asyncio.to_thread(scrape_backlog, metrics_url)
+            _, metrics = await exchange(metrics_request)
+            depth = backlog_depth(metrics.decode())
             backlog.append((time.perf_counter() - start, depth))
             await asyncio.sleep(1.0)
 
-    start = time.perf_counter()
-    sampler = asyncio.create_task(sample_backlog(start))
+    warmup = int(rate * WARMUP_S)
+    start = measured_from = time.perf_counter()
+    sampler: asyncio.Task[None] | None = None
     posts = []
-    for n in range(total):
+    for n in range(warmup + total):
         due = start + n * interval
         await asyncio.sleep(max(due - time.perf_counter(), 0))
-        posts.append(asyncio.create_task(post(f"rate-{uuid.uuid4().hex}", due)))
+        if n == warmup:
+            measured_from = time.perf_counter()
+            sampler = asyncio.create_task(sample_backlog(measured_from))
+        posts.append(asyncio.create_task(post(f"rate-{uuid.uuid4().hex}", due, n >= warmup)))
     await asyncio.gather(*posts)
-    elapsed = time.perf_counter() - start
-    sampler.cancel()
+    elapsed = time.perf_counter() - measured_from
+    if sampler:
+        sampler.cancel()
     for _, writer in idle:
         writer.close()
     latencies.sort()
@@ -333,10 +342,9 @@ async def _fixed_rate_creates(
     }
 
 
-def scrape_backlog(metrics_url: str) -> float:
-    text_ = httpx.get(metrics_url, timeout=10).text
+def backlog_depth(metrics: str) -> float:
     match = re.search(
-        r'^partnerpay_webhook_backlog\{state="due"\} ([\d.e+]+)$', text_, re.MULTILINE
+        r'^partnerpay_webhook_backlog\{state="due"\} ([\d.e+]+)$', metrics, re.MULTILINE
     )
     return float(match.group(1)) if match else 0.0
 
@@ -506,14 +514,15 @@ def half_rate(base_url: str, headers: dict[str, str], firm_id: str, rate: float)
     ready.wait(10)
     hook = {"name": "bench", "url": f"http://127.0.0.1:{port}/hook", "events": ["invoice.created"]}
     created = httpx.post(f"{base_url}{API}/webhooks", json=hook, headers=headers).json()["webhook"]
-    load = fixed_rate_creates(base_url, headers, firm_id, rate, SECONDS, f"{base_url}/metrics")
+    load = fixed_rate_creates(base_url, headers, firm_id, rate, SECONDS)
     returned = load["returned"]
     received: dict[str, float] = {}
     deadline = time.monotonic() + 30
     while len(received) < len(returned) and time.monotonic() < deadline:
         try:
             external_id, arrived = arrivals.get(timeout=1)
-            received.setdefault(external_id, arrived)
+            if external_id in returned:
+                received.setdefault(external_id, arrived)
         except queue.Empty:
             continue
     receiver.terminate()

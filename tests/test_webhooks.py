@@ -168,6 +168,24 @@ def test_failed_attempts_are_retried(client: httpx.Client, firm: Firm, receiver:
     assert delivery["last_status_code"] == 200
 
 
+def test_a_redirect_is_a_failed_attempt_not_followed(
+    client: httpx.Client, firm: Firm, receiver: Receiver
+) -> None:
+    receiver.answer = lambda n: 302 if n == 1 else 200
+    register(client, receiver.url)
+    client.post(f"{API}/invoices", json=invoice_body(firm))
+
+    first, second = receiver.wait_for(2)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.path == second.path == "/hooks"
+
+    def delivered() -> list[dict[str, Any]] | None:
+        return events_of(client, status="sent") or None
+
+    (event,) = wait_until(delivered, 10, "the event to be logged as sent")
+    assert event["deliveries"][0]["attempts"] == 2
+
+
 def test_events_wait_for_a_receiver_that_is_down(client: httpx.Client, firm: Firm) -> None:
     receiver = Receiver()  # not listening yet: connections are refused
     register(client, receiver.url)

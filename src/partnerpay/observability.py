@@ -83,6 +83,9 @@ LOGGING_CONFIG: dict[str, Any] = {
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        # A line per webhook attempt would cost as much as sending it; the dispatcher logs
+        # failed attempts itself, and /metrics counts them all.
+        "httpx": {"level": "WARNING"},
     },
 }
 

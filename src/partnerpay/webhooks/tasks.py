@@ -17,6 +17,7 @@ import queue
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,32 +75,77 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+# The dispatcher's statements are built once: it runs them many times a second, and
+# building a statement cost more than running it (docs/performance.md).
+_DUE = (
+    select(
+        WebhookDelivery.id,
+        WebhookDelivery.attempts,
+        WebhookDelivery.event_id,
+        WebhookDelivery.webhook_id,
+        WebhookEvent.payload,
+        Webhook.url,
+        Webhook.secret,
+        Webhook.authentication,
+        Webhook.status,
+    )
+    .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+    .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+    .where(
+        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(WebhookDelivery.next_attempt_at, WebhookEvent.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(of=WebhookDelivery, skip_locked=True)
+)
+_deliveries = table_of(WebhookDelivery)
+_LEASE = (
+    update(_deliveries)
+    .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        attempts=_deliveries.c.attempts + 1,
+        last_attempt_at=bindparam("now"),
+        next_attempt_at=bindparam("lease_until"),
+    )
+)
+_FAIL_DISABLED = (
+    update(_deliveries)
+    .where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="the webhook is disabled"
+    )
+)
+_MARK_SENT = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.id == bindparam("delivery_id"),
+        _deliveries.c.attempts == bindparam("number"),
+        _deliveries.c.status == DeliveryStatus.PENDING,
+    )
+    .values(
+        status=DeliveryStatus.SENT,
+        last_status_code=bindparam("status_code"),
+        last_error=None,
+        next_attempt_at=None,
+    )
+)
+_webhooks = table_of(Webhook)
+_MARK_HEALTHY = (
+    update(_webhooks)
+    .where(
+        _webhooks.c.id.in_(bindparam("ids", expanding=True)),
+        _webhooks.c.failing_since.is_not(None),
+    )
+    .values(failing_since=None)
+)
+
+
 def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     """Take up to ``limit`` due deliveries of enabled webhooks and lease them (in the
     caller's transaction: it must commit before sending)."""
     now = utcnow()
-    due = session.execute(
-        select(
-            WebhookDelivery.id,
-            WebhookDelivery.attempts,
-            WebhookDelivery.event_id,
-            WebhookDelivery.webhook_id,
-            WebhookEvent.payload,
-            Webhook.url,
-            Webhook.secret,
-            Webhook.authentication,
-            Webhook.status,
-        )
-        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookEvent.created_at)
-        .limit(limit)
-        .with_for_update(of=WebhookDelivery, skip_locked=True)
-    ).all()
+    due = session.execute(_DUE, {"now": now, "limit": limit}).all()
     attempts = [
         Attempt(
             row.id,
@@ -114,31 +160,19 @@ def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
         for row in due
         if row.status == WebhookStatus.ENABLED
     ]
-    _update_deliveries(
-        session,
-        [row.id for row in due if row.status != WebhookStatus.ENABLED],
-        status=DeliveryStatus.FAILED,
-        next_attempt_at=None,
-        last_error="the webhook is disabled",
-    )
-    _update_deliveries(
-        session,
-        [attempt.delivery_id for attempt in attempts],
-        attempts=WebhookDelivery.attempts + 1,
-        last_attempt_at=now,
-        next_attempt_at=now + lease,
-    )
-    return attempts
-
-
-def _update_deliveries(session: Session, ids: list[uuid.UUID], **values: Any) -> None:
-    if ids:
+    disabled = [row.id for row in due if row.status != WebhookStatus.ENABLED]
+    if disabled:
+        session.execute(_FAIL_DISABLED, {"ids": disabled})
+    if attempts:
         session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(ids))
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            _LEASE,
+            {
+                "ids": [attempt.delivery_id for attempt in attempts],
+                "now": now,
+                "lease_until": now + lease,
+            },
         )
+    return attempts
 
 
 def next_due_in(session: Session) -> float | None:
@@ -177,19 +211,38 @@ def signed_headers(attempt: Attempt, sent_at: datetime) -> dict[str, str]:
     }
 
 
-def send(client: httpx.Client, attempt: Attempt, settings: Settings) -> Outcome:
-    try:
-        check_destination(attempt.url, settings.env)
-        response = client.post(
-            attempt.url,
-            content=attempt.payload.encode(),
-            headers=signed_headers(attempt, datetime.now(UTC)),
+class Sender:
+    """POSTs webhooks through httpx's connection pool itself, not through a client: a
+    webhook needs none of a client's cookies, redirects or auth flows, which cost a
+    quarter of every send (docs/performance.md). A redirect is a failure, as it should be."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._env = settings.env
+        self._timeout = httpx.Timeout(settings.webhook_timeout).as_dict()
+        self._transport = httpx.HTTPTransport(
+            limits=httpx.Limits(max_connections=settings.webhook_concurrency)
         )
-    except DestinationRefusedError as refused:
-        return Outcome(status_code=None, error=f"destination refused: {refused}")
-    except httpx.HTTPError as error:
-        return Outcome(status_code=None, error=f"{type(error).__name__}: {error}"[:500])
-    return Outcome(status_code=response.status_code, error=None)
+
+    def send(self, attempt: Attempt) -> Outcome:
+        try:
+            check_destination(attempt.url, self._env)
+            request = httpx.Request(
+                "POST",
+                attempt.url,
+                content=attempt.payload.encode(),
+                headers=signed_headers(attempt, datetime.now(UTC)),
+                extensions={"timeout": self._timeout},
+            )
+            with closing(self._transport.handle_request(request)) as response:
+                response.read()
+        except DestinationRefusedError as refused:
+            return Outcome(status_code=None, error=f"destination refused: {refused}")
+        except httpx.HTTPError as error:
+            return Outcome(status_code=None, error=f"{type(error).__name__}: {error}"[:500])
+        return Outcome(status_code=response.status_code, error=None)
+
+    def close(self) -> None:
+        self._transport.close()
 
 
 def record_outcomes(
@@ -202,20 +255,8 @@ def record_outcomes(
     redelivered (or deleted) since it was claimed keeps its newer state."""
     sent = [(attempt, outcome) for attempt, outcome in finished if outcome.succeeded]
     if sent:
-        deliveries = table_of(WebhookDelivery)
         session.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == bindparam("delivery_id"),
-                deliveries.c.attempts == bindparam("number"),
-                deliveries.c.status == DeliveryStatus.PENDING,
-            )
-            .values(
-                status=DeliveryStatus.SENT,
-                last_status_code=bindparam("status_code"),
-                last_error=None,
-                next_attempt_at=None,
-            ),
+            _MARK_SENT,
             [
                 {
                     "delivery_id": attempt.delivery_id,
@@ -225,7 +266,7 @@ def record_outcomes(
                 for attempt, outcome in sent
             ],
         )
-        _mark_webhooks_healthy(session, {attempt.webhook_id for attempt, _ in sent})
+        session.execute(_MARK_HEALTHY, {"ids": list({attempt.webhook_id for attempt, _ in sent})})
     return sum(
         _record_failure(session, attempt, outcome, settings) == DeliveryStatus.FAILED
         for attempt, outcome in finished
@@ -255,15 +296,6 @@ def _record_failure(
     session.flush()
     _mark_webhook_failing(session, delivery.webhook_id, now, settings.webhook_disable_after)
     return DeliveryStatus(delivery.status)
-
-
-def _mark_webhooks_healthy(session: Session, webhook_ids: set[uuid.UUID]) -> None:
-    session.execute(
-        update(Webhook)
-        .where(Webhook.id.in_(webhook_ids), Webhook.failing_since.is_not(None))
-        .values(failing_since=None)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _mark_webhook_failing(
@@ -320,11 +352,7 @@ class Dispatcher:
         self._executor = ThreadPoolExecutor(
             settings.webhook_concurrency, thread_name_prefix="webhook-send"
         )
-        self._client = httpx.Client(
-            timeout=settings.webhook_timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.webhook_concurrency),
-        )
+        self._sender = Sender(settings)
         self._threads: list[threading.Thread] = []
         self._finished: queue.SimpleQueue[tuple[Attempt, Outcome]] = queue.SimpleQueue()
         self._unsubscribe = on_new_events(self._wake.set)
@@ -347,7 +375,7 @@ class Dispatcher:
         for thread in self._threads:
             thread.join(timeout)
         self._executor.shutdown(wait=True)
-        self._client.close()
+        self._sender.close()
         with self.database.session() as session:
             self._record_finished(session)
             session.commit()
@@ -407,8 +435,16 @@ class Dispatcher:
     def _attempt(self, attempt: Attempt) -> None:
         """Send, and hand the outcome to the loop, which records it with others."""
         try:
-            outcome = send(self._client, attempt, self.settings)
+            outcome = self._sender.send(attempt)
             WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
+            if not outcome.succeeded:
+                logger.warning(
+                    "webhook %s: attempt %d of event %s failed: %s",
+                    attempt.webhook_id,
+                    attempt.number,
+                    attempt.event_id,
+                    outcome.error or f"HTTP {outcome.status_code}",
+                )
             self._finished.put((attempt, outcome))
         finally:
             self._slots.release()

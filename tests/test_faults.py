@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from partnerpay.db import Database
 from partnerpay.demo import DEMO_API_KEY, DEMO_PARTNER_ID
@@ -183,3 +183,47 @@ def test_many_processes_on_postgresql_lose_and_duplicate_nothing(
     ids = [r.headers["webhook-id"] for r in received]
     assert len(ids) == len(set(ids)) == len(confirmed)
     assert {r.envelope["event"]["external_id"] for r in received} == set(confirmed)
+
+
+def test_connections_the_database_closed_are_replaced_not_used(
+    database_url: str, own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """After PostgreSQL ends every session (a restart or failover does the same), the API's
+    pooled connections are dead; the next requests must not fail on them."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite connections are files, not sessions a server can end")
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    with (
+        Server.start(fresh_database_url, tmp_path / "serve.log") as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+    ):
+        for _ in range(5):
+            assert client.post(f"{API}/invoices", json=invoice_body(firm)).status_code == 200
+        ended = end_other_sessions(own_database)
+        assert ended
+        wait_until(lambda: not ended & sessions_of(own_database), 10, "the sessions to end")
+        answers = [client.post(f"{API}/invoices", json=invoice_body(firm)) for _ in range(5)]
+        answers += [client.get(f"{API}/invoices") for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [200] * 10
+
+
+def end_other_sessions(database: Database) -> set[int]:
+    with database.session() as session:
+        ended = session.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE CASE"  # CASE: in this order
+                " WHEN datname = current_database() AND pid <> pg_backend_pid()"
+                " THEN pg_terminate_backend(pid) ELSE false END"
+            )
+        )
+        return set(ended)
+
+
+def sessions_of(database: Database) -> set[int]:
+    with database.session(read_only=True) as session:
+        return set(
+            session.scalars(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+        )

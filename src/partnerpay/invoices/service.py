@@ -6,13 +6,14 @@ it in place, so a retried POST can never make a second invoice.
 """
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Uuid, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from partnerpay.db import dialect_insert, table_of, utcnow
+from partnerpay.db import PerDialect, dialect_insert, table_of, utcnow
 from partnerpay.firms.models import AccountType
 from partnerpay.firms.service import InvoicingTerms, get_firm, invoicing_terms, require_active
 from partnerpay.invoices.models import (
@@ -176,19 +177,25 @@ def _locked_by_external_id(firm_id: uuid.UUID, external_id: str) -> Select[Invoi
     )
 
 
+def _build_insert_unless_exists(insert: Callable[..., Any]) -> Any:
+    invoices = table_of(Invoice)
+    return (
+        insert(invoices)
+        .on_conflict_do_nothing(index_elements=["firm_id", "external_id"])
+        .returning(invoices.c.id)
+    )
+
+
+_INSERT_UNLESS_EXISTS = PerDialect(_build_insert_unless_exists)
+
+
 def _insert_unless_exists(session: Session, values: dict[str, Any]) -> Invoice | None:
     """Insert, or ``None`` if this (firm, external_id) exists, perhaps inserted a moment ago
     by a concurrent request: the unique constraint decides, in one statement.
 
     A plain insert: the invoice returned is built from the values written, not loaded
     back through the ORM (which cost a quarter of a create)."""
-    invoices = table_of(Invoice)
-    statement = (
-        dialect_insert(session)(invoices)
-        .on_conflict_do_nothing(index_elements=["firm_id", "external_id"])
-        .returning(invoices.c.id)
-    )
-    if session.execute(statement, values).first() is None:
+    if session.execute(_INSERT_UNLESS_EXISTS.of(session), values).first() is None:
         return None
     return Invoice(**values)
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     event,
     exists,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import Uuid
 
 from partnerpay.config import Environment
 from partnerpay.db import table_of, utcnow
@@ -161,12 +163,16 @@ def delete_webhook(session: Session, partner_id: uuid.UUID, webhook_id: str) -> 
     session.commit()
 
 
+_SUBSCRIPTIONS = select(Webhook.id, Webhook.events).where(
+    Webhook.partner_id == bindparam("partner_id", type_=Uuid()),
+    Webhook.status == WebhookStatus.ENABLED,
+)
+_NEW_EVENT = insert(table_of(WebhookEvent))
+_NEW_DELIVERIES = insert(table_of(WebhookDelivery))
+
+
 def _subscriber_ids(session: Session, partner_id: uuid.UUID, topic: Topic) -> list[uuid.UUID]:
-    enabled = session.execute(
-        select(Webhook.id, Webhook.events).where(
-            Webhook.partner_id == partner_id, Webhook.status == WebhookStatus.ENABLED
-        )
-    )
+    enabled = session.execute(_SUBSCRIPTIONS, {"partner_id": partner_id})
     return [webhook_id for webhook_id, events in enabled if topic in events]
 
 
@@ -198,7 +204,7 @@ def emit_event(
         "event": resource,
     }
     session.execute(
-        insert(table_of(WebhookEvent)),
+        _NEW_EVENT,
         {
             "id": event_id,
             "partner_id": partner_id,
@@ -213,7 +219,7 @@ def emit_event(
         return
     pending = {"status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now}
     session.execute(
-        insert(table_of(WebhookDelivery)),
+        _NEW_DELIVERIES,
         [
             {"id": uuid.uuid4(), "event_id": event_id, "webhook_id": webhook_id, "created_at": now}
             | pending

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
     Select,
     and_,
     bindparam,
@@ -23,17 +24,20 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     not_,
     select,
     text,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Uuid
 
 from partnerpay.config import Environment
-from partnerpay.db import table_of, utcnow
+from partnerpay.db import UTCDateTime, table_of, utcnow
 from partnerpay.problems import conflict, invalid_field, not_found
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
 from partnerpay.webhooks.models import (
@@ -163,17 +167,66 @@ def delete_webhook(session: Session, partner_id: uuid.UUID, webhook_id: str) -> 
     session.commit()
 
 
-_SUBSCRIPTIONS = select(Webhook.id, Webhook.events).where(
-    Webhook.partner_id == bindparam("partner_id", type_=Uuid()),
-    Webhook.status == WebhookStatus.ENABLED,
-)
+class new_uuid(FunctionElement[uuid.UUID]):  # noqa: N801  (an SQL function's name)
+    """A random id made by the database, for rows inserted by ``INSERT ... SELECT``."""
+
+    type = Uuid()
+    inherit_cache = True
+
+
+@compiles(new_uuid, "postgresql")
+def _new_uuid_postgresql(_element: new_uuid, _compiler: Any, **_kw: Any) -> str:
+    return "gen_random_uuid()"
+
+
+@compiles(new_uuid, "sqlite")
+def _new_uuid_sqlite(_element: new_uuid, _compiler: Any, **_kw: Any) -> str:
+    return "lower(hex(randomblob(16)))"  # how the Uuid type stores ids in SQLite
+
+
+def _subscribed_to(topic: Topic) -> ColumnElement[bool]:
+    """The partner's (bound as ``partner_id``) enabled webhooks that subscribe to ``topic``
+    (``events_key`` lists a webhook's topics, comma-separated)."""
+    webhooks = table_of(Webhook)
+    listed = (literal(",") + webhooks.c.events_key + literal(",")).contains(
+        f",{topic},", autoescape=True
+    )
+    return and_(
+        webhooks.c.partner_id == bindparam("partner_id", type_=Uuid()),
+        webhooks.c.status == WebhookStatus.ENABLED.value,
+        listed,
+    )
+
+
+def _deliveries_to_subscribers(topic: Topic) -> Insert:
+    """A pending delivery of an event to each subscriber of its topic, in one statement: no
+    round trip to read the subscribers first."""
+    webhooks = table_of(Webhook)
+    now = bindparam("now", type_=UTCDateTime())
+    subscribers = select(
+        new_uuid(),
+        bindparam("event_id", type_=Uuid()),
+        webhooks.c.id,
+        literal(DeliveryStatus.PENDING.value),
+        literal(0),
+        now,
+        now,
+    ).where(_subscribed_to(topic))
+    return insert(table_of(WebhookDelivery)).from_select(
+        ["id", "event_id", "webhook_id", "status", "attempts", "next_attempt_at", "created_at"],
+        subscribers,
+    )
+
+
 _NEW_EVENT = insert(table_of(WebhookEvent))
-_NEW_DELIVERIES = insert(table_of(WebhookDelivery))
+_NEW_DELIVERIES = {topic: _deliveries_to_subscribers(topic) for topic in Topic}
+_SUBSCRIBERS = {
+    topic: select(table_of(Webhook).c.id).where(_subscribed_to(topic)) for topic in Topic
+}
 
 
 def _subscriber_ids(session: Session, partner_id: uuid.UUID, topic: Topic) -> list[uuid.UUID]:
-    enabled = session.execute(_SUBSCRIPTIONS, {"partner_id": partner_id})
-    return [webhook_id for webhook_id, events in enabled if topic in events]
+    return list(session.scalars(_SUBSCRIBERS[topic], {"partner_id": partner_id}))
 
 
 def _announce(session: Session) -> None:
@@ -214,19 +267,11 @@ def emit_event(
             "created_at": now,
         },
     )
-    subscribers = _subscriber_ids(session, partner_id, topic)
-    if not subscribers:
-        return
-    pending = {"status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": now}
-    session.execute(
-        _NEW_DELIVERIES,
-        [
-            {"id": uuid.uuid4(), "event_id": event_id, "webhook_id": webhook_id, "created_at": now}
-            | pending
-            for webhook_id in subscribers
-        ],
+    delivered = session.execute(
+        _NEW_DELIVERIES[topic], {"event_id": event_id, "partner_id": partner_id, "now": now}
     )
-    _announce(session)
+    if delivered.rowcount:  # type: ignore[attr-defined]
+        _announce(session)
 
 
 def event_status(outbox_row: WebhookEvent) -> DeliveryStatus:

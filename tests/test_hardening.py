@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from partnerpay.config import Settings
 from partnerpay.db import Database
 from tests.receiver import Receiver
 from tests.support import (
@@ -134,16 +133,3 @@ def test_shutdown_finishes_the_delivery_under_way(fresh_database_url: str, tmp_p
         assert event["status"] == "sent"
         assert event["deliveries"][0]["attempts"] == 1
         assert len(receiver.snapshot()) == 1
-
-
-@pytest.mark.parametrize(
-    ("url", "configured", "threads"),
-    [
-        ("sqlite:///./var/partnerpay.db", None, 4),
-        ("postgresql+psycopg://db/partnerpay", None, 8),
-        ("sqlite:///./var/partnerpay.db", 12, 12),
-    ],
-)
-def test_worker_threads_default_by_database(url: str, configured: int | None, threads: int) -> None:
-    settings = Settings(database_url=url, worker_threads=configured)
-    assert settings.threads == threads

@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         database = Database(settings.database_url, settings.db_pool_size)
         app.state.database = database
         dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None

@@ -22,9 +22,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit: float = Field(default=100.0, ge=0, description="per partner; 0: no limit")
     auth_cache_seconds: float = Field(default=5.0, ge=0, description="0: verify every request")
-    worker_threads: int | None = Field(
-        default=None, ge=1, description="per process, for blocking work; unset: see below"
-    )
+    worker_threads: int = Field(default=8, ge=1, description="per process, for blocking work")
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout: float = Field(default=15.0, gt=0)
     webhook_disable_after: float = Field(default=5 * 24 * 3600, gt=0)
@@ -48,15 +46,6 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
-
-    @property
-    def threads(self) -> int:
-        """Worker threads per process: 4 on SQLite, which lets one writer in at a time (more
-        threads only queue for its write slot and for the GIL, which lengthened the slowest
-        creates), 8 on PostgreSQL, where threads overlap their round trips."""
-        if self.worker_threads is not None:
-            return self.worker_threads
-        return 4 if self.is_sqlite else 8
 
     @property
     def pay_base_url(self) -> str:

@@ -67,14 +67,9 @@ def truncate_to_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def dialect_insert(session: Session) -> Callable[..., Any]:
-    """The INSERT construct of the session's database, with its ``ON CONFLICT`` clauses."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 class PerDialect(Generic[T]):
-    """A statement built once for each database, for the ones run on every request (their
-    ``ON CONFLICT`` clauses differ): building a statement costs more than running it."""
+    """An ``INSERT ... ON CONFLICT`` statement built once for each database (the clause is
+    dialect-specific): building a statement costs more than running it."""
 
     def __init__(self, build: Callable[[Callable[..., Any]], T]) -> None:
         self._built = {"sqlite": build(sqlite.insert), "postgresql": build(postgresql.insert)}

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, Uuid, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from partnerpay.db import PerDialect, dialect_insert, table_of, utcnow
+from partnerpay.db import PerDialect, table_of, utcnow
 from partnerpay.firms.models import AccountType
 from partnerpay.firms.service import InvoicingTerms, get_firm, invoicing_terms, require_active
 from partnerpay.invoices.models import (
@@ -113,6 +113,21 @@ def _known_party(model: type[Debtor] | type[Matter], kind: str) -> Select[tuple[
 _KNOWN_PARTIES = union_all(_known_party(Matter, "matter"), _known_party(Debtor, "debtor"))
 
 
+def _upsert_party(model: type[Debtor] | type[Matter]) -> PerDialect[Any]:
+    def build(insert: Callable[..., Any]) -> Any:
+        statement = insert(table_of(model))
+        sent = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=["firm_id", "external_id"],
+            set_={"details": sent.details, "updated_at": sent.updated_at},
+        ).returning(statement.table.c.id)
+
+    return PerDialect(build)
+
+
+_UPSERT_PARTY = {Matter: _upsert_party(Matter), Debtor: _upsert_party(Debtor)}
+
+
 def _save_party(
     session: Session,
     model: type[Debtor] | type[Matter],
@@ -120,23 +135,14 @@ def _save_party(
     details: dict[str, Any],
 ) -> uuid.UUID:
     """Insert this (firm, external id)'s row, or give it these details; return its id."""
-    now = utcnow()
-    statement = (
-        dialect_insert(session)(model)
-        .values(
-            id=uuid.uuid4(),
-            firm_id=firm_id,
-            external_id=details["external_id"],
-            details=details,
-            updated_at=now,
-        )
-        .on_conflict_do_update(
-            index_elements=["firm_id", "external_id"],
-            set_={"details": details, "updated_at": now},
-        )
-        .returning(model.id)
-    )
-    party_id: uuid.UUID = session.execute(statement).scalar_one()
+    values = {
+        "id": uuid.uuid4(),
+        "firm_id": firm_id,
+        "external_id": details["external_id"],
+        "details": details,
+        "updated_at": utcnow(),
+    }
+    party_id: uuid.UUID = session.execute(_UPSERT_PARTY[model].of(session), values).scalar_one()
     return party_id
 
 

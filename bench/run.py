@@ -191,9 +191,10 @@ def wrk(
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(LUA / script)]
-    output = subprocess.run(
-        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
-    ).stdout
+    # A run id of its own: create_invoice.lua's external ids must not repeat an earlier
+    # run's (the warm-up's), or the "creates" would be updates that change nothing.
+    run_env = {**os.environ, **env, "BENCH_RUN_ID": uuid.uuid4().hex[:8]}
+    output = subprocess.run(command, env=run_env, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -451,7 +452,6 @@ def bench_backend(name: str, database_url: str, workdir: Path) -> dict[str, Any]
         "BENCH_PARTNER_ID": str(partner_id),
         "BENCH_API_KEY": issued.api_key,
         "BENCH_FIRM_ID": str(firm_id),
-        "BENCH_RUN_ID": uuid.uuid4().hex[:8],
     }
     serve = [sys.executable, "-m", "partnerpay", "serve", "--port", str(port)]
     result: dict[str, Any] = {"database": name}
@@ -590,7 +590,7 @@ def memory(
     while remaining > 0:
         wrk(
             invoices_url,
-            {**wrk_env, "BENCH_RUN_ID": uuid.uuid4().hex[:8]},
+            wrk_env,
             "create_invoice.lua",
             seconds=max(5, min(120, int(remaining / max(create_rps, 1)) + 1)),
         )

@@ -7,14 +7,21 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook as Verifier
 
 from partnerpay.config import Settings
 from partnerpay.db import Database
 from partnerpay.webhooks.models import Topic
 from partnerpay.webhooks.schemas import WebhookIn
-from partnerpay.webhooks.service import create_webhook, emit_event, redeliver_event
+from partnerpay.webhooks.service import (
+    NOTIFY_CHANNEL,
+    create_webhook,
+    emit_event,
+    redeliver_event,
+)
 from partnerpay.webhooks.tasks import Outcome, claim_due, record_outcomes
 from tests.receiver import Receiver
 from tests.support import API, Firm, Server, create_partner, invoice_body, wait_until
@@ -184,6 +191,29 @@ def test_a_redirect_is_a_failed_attempt_not_followed(
 
     (event,) = wait_until(delivered, 10, "the event to be logged as sent")
     assert event["deliveries"][0]["attempts"] == 2
+
+
+def test_postgresql_dispatchers_are_woken_only_for_events_with_a_subscriber(
+    database_url: str, client: httpx.Client, firm: Firm, receiver: Receiver
+) -> None:
+    """An event nobody subscribes to has nothing to deliver: its commit sends no NOTIFY
+    (a round trip per write on the API's busiest path)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("NOTIFY is PostgreSQL's; SQLite dispatchers live in the API process")
+    conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        assert client.post(f"{API}/invoices", json=invoice_body(firm)).status_code == 200
+        register(client, receiver.url)
+        assert client.post(f"{API}/invoices", json=invoice_body(firm)).status_code == 200
+        # Notifications arrive in commit order: this one comes after any the POSTs sent.
+        listener.execute(f"NOTIFY {NOTIFY_CHANNEL}, 'end'")
+        payloads = []
+        for notification in listener.notifies(timeout=10):
+            if notification.payload == "end":
+                break
+            payloads.append(notification.payload)
+    assert payloads == [""]
 
 
 def test_events_wait_for_a_receiver_that_is_down(client: httpx.Client, firm: Firm) -> None:

@@ -212,9 +212,15 @@ def _deliveries_to_subscribers(topic: Topic) -> Insert:
         now,
         now,
     ).where(_subscribed_to(topic))
-    return insert(table_of(WebhookDelivery)).from_select(
-        ["id", "event_id", "webhook_id", "status", "attempts", "next_attempt_at", "created_at"],
-        subscribers,
+    # SQLAlchemy reads an INSERT's rowcount only when asked to keep it; psycopg's is gone
+    # once the statement's (empty) result is closed, and would read -1.
+    return (
+        insert(table_of(WebhookDelivery))
+        .from_select(
+            ["id", "event_id", "webhook_id", "status", "attempts", "next_attempt_at", "created_at"],
+            subscribers,
+        )
+        .execution_options(preserve_rowcount=True)
     )
 
 

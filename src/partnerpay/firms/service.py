@@ -1,7 +1,9 @@
 """Firms: onboarding by a partner or the operator, and the operator's status moves."""
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Uuid, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -120,8 +122,23 @@ class InvoicingTerms:
     def account_of_type(self, account_type: AccountType) -> uuid.UUID | None:
         return next((id_ for id_, type_ in self.accounts.items() if type_ == account_type), None)
 
+    @classmethod
+    def from_rows(
+        cls, firm_id: uuid.UUID, rows: Iterable[Sequence[Any]]
+    ) -> "InvoicingTerms | None":
+        """The terms read by ``INVOICING_TERMS`` (its columns first in each row), or
+        ``None`` if it found no firm."""
+        terms = None
+        for status, currency, account_id, account_type, *_ in rows:
+            terms = terms or cls(firm_id, status, currency, {})
+            if account_id is not None:
+                terms.accounts[account_id] = AccountType(account_type)
+        return terms
 
-_INVOICING_TERMS = (
+
+# A firm's terms, a row per settlement account: bound ``firm_id`` and ``partner_id``, so
+# that another partner's firm is not found. Callers may join more to it.
+INVOICING_TERMS = (
     select(Firm.status, Firm.currency, SettlementAccount.id, SettlementAccount.account_type)
     .outerjoin(SettlementAccount, SettlementAccount.firm_id == Firm.id)
     .where(
@@ -129,22 +146,6 @@ _INVOICING_TERMS = (
         Firm.partner_id == bindparam("partner_id", type_=Uuid()),
     )
 )
-
-
-def invoicing_terms(
-    session: Session, partner_id: uuid.UUID, firm_id: str | uuid.UUID
-) -> InvoicingTerms:
-    """One of this partner's firms, as far as invoicing goes; 404 like ``get_firm``."""
-    parsed_id = parse_id(firm_id, "firm")
-    rows = session.execute(_INVOICING_TERMS, {"firm_id": parsed_id, "partner_id": partner_id})
-    terms = None
-    for status, currency, account_id, account_type in rows:
-        terms = terms or InvoicingTerms(parsed_id, status, currency, {})
-        if account_id is not None:
-            terms.accounts[account_id] = AccountType(account_type)
-    if terms is None:
-        raise not_found("firm", firm_id)
-    return terms
 
 
 def require_active(firm: InvoicingTerms) -> None:

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Uuid, bindparam, literal, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from partnerpay.db import PerDialect, table_of, utcnow
-from partnerpay.firms.models import AccountType
-from partnerpay.firms.service import InvoicingTerms, get_firm, invoicing_terms, require_active
+from partnerpay.firms.models import AccountType, Firm
+from partnerpay.firms.service import INVOICING_TERMS, InvoicingTerms, get_firm, require_active
 from partnerpay.invoices.models import (
     FINAL_STATUSES,
     Debtor,
@@ -102,15 +102,45 @@ def _content(firm: InvoicingTerms, data: InvoiceIn) -> InvoiceContent:
     )
 
 
-def _known_party(model: type[Debtor] | type[Matter], kind: str) -> Select[tuple[str, Any, Any]]:
-    return select(literal(kind), model.id, model.details).where(
-        model.firm_id == bindparam("firm_id", type_=Uuid()),
-        model.external_id == bindparam(f"{kind}_external_id"),
-    )
+def _stored_party(model: type[Debtor] | type[Matter], kind: str) -> ColumnElement[bool]:
+    return and_(model.firm_id == Firm.id, model.external_id == bindparam(f"{kind}_external_id"))
 
 
-# The matter and the debtor an invoice names, as stored now: one round trip for both.
-_KNOWN_PARTIES = union_all(_known_party(Matter, "matter"), _known_party(Debtor, "debtor"))
+# The firm's terms and the matter and debtor an invoice names, as stored now, in one round
+# trip: a party is unique per (firm, external id), so its join adds no rows.
+_TERMS_AND_PARTIES = (
+    INVOICING_TERMS.add_columns(Matter.id, Matter.details, Debtor.id, Debtor.details)
+    .outerjoin(Matter, _stored_party(Matter, "matter"))
+    .outerjoin(Debtor, _stored_party(Debtor, "debtor"))
+)
+
+StoredParties = dict[str, tuple[uuid.UUID, dict[str, Any]]]
+
+
+def _terms_and_stored_parties(
+    session: Session, partner_id: uuid.UUID, data: InvoiceIn
+) -> tuple[InvoicingTerms, StoredParties]:
+    """The firm's invoicing terms (404 unless it is this partner's), and the stored
+    matter and debtor that this invoice names, by kind."""
+    rows = session.execute(
+        _TERMS_AND_PARTIES,
+        {
+            "firm_id": data.firm_id,
+            "partner_id": partner_id,
+            "matter_external_id": data.matter.external_id if data.matter else None,
+            "debtor_external_id": data.debtor.external_id if data.debtor else None,
+        },
+    ).all()
+    terms = InvoicingTerms.from_rows(data.firm_id, rows)
+    if terms is None:
+        raise not_found("firm", data.firm_id)
+    matter_id, matter_details, debtor_id, debtor_details = rows[0][4:]
+    stored: StoredParties = {}
+    if matter_id is not None:
+        stored["matter"] = (matter_id, matter_details)
+    if debtor_id is not None:
+        stored["debtor"] = (debtor_id, debtor_details)
+    return terms, stored
 
 
 def _upsert_party(model: type[Debtor] | type[Matter]) -> PerDialect[Any]:
@@ -146,30 +176,21 @@ def _save_party(
     return party_id
 
 
-def _party_ids(session: Session, firm_id: uuid.UUID, content: InvoiceContent) -> dict[str, Any]:
+def _party_ids(
+    session: Session, firm_id: uuid.UUID, content: InvoiceContent, stored: StoredParties
+) -> dict[str, Any]:
     """Keep one matter and one debtor row per (firm, external id) with the latest details;
     the ids of this invoice's.
 
     Unchanged details are only read: many invoices name the same debtor and matter, and
     rewriting their row each time would make those invoices queue on its lock."""
-    sent = {"matter": content.columns["matter"], "debtor": content.columns["debtor"]}
-    known = {
-        kind: (party_id, details)
-        for kind, party_id, details in session.execute(
-            _KNOWN_PARTIES,
-            {
-                "firm_id": firm_id,
-                **{f"{kind}_external_id": (d or {}).get("external_id") for kind, d in sent.items()},
-            },
-        )
-    }
     ids: dict[str, Any] = {}
     for kind, model in (("matter", Matter), ("debtor", Debtor)):
-        details = sent[kind]
+        details = content.columns[kind]
         if not details:
             ids[f"{kind}_id"] = None
-        elif kind in known and known[kind][1] == details:
-            ids[f"{kind}_id"] = known[kind][0]
+        elif kind in stored and stored[kind][1] == details:
+            ids[f"{kind}_id"] = stored[kind][0]
         else:
             ids[f"{kind}_id"] = _save_party(session, model, firm_id, details)
     return ids
@@ -230,10 +251,10 @@ def upsert_invoice(
     session: Session, partner_id: uuid.UUID, data: InvoiceIn, pay_base_url: str
 ) -> InvoiceOut:
     """The invoice after a create-or-update, as the response and any event show it."""
-    firm = invoicing_terms(session, partner_id, data.firm_id)
+    firm, stored_parties = _terms_and_stored_parties(session, partner_id, data)
     require_active(firm)
     content = _content(firm, data)
-    party_ids = _party_ids(session, firm.id, content)
+    party_ids = _party_ids(session, firm.id, content, stored_parties)
     now = utcnow()
     fresh = _insert_unless_exists(
         session,

@@ -224,8 +224,27 @@ def _deliveries_to_subscribers(topic: Topic) -> Insert:
     )
 
 
-_NEW_EVENT = insert(table_of(WebhookEvent))
+def _new_event() -> Insert:
+    """The event row, its values bound by the names the deliveries' statement uses."""
+    events = table_of(WebhookEvent)
+    return insert(events).values(
+        id=bindparam("event_id", type_=Uuid()),
+        partner_id=bindparam("partner_id", type_=Uuid()),
+        topic=bindparam("topic", type_=events.c.topic.type),
+        external_id=bindparam("external_id", type_=events.c.external_id.type),
+        payload=bindparam("payload", type_=events.c.payload.type),
+        created_at=bindparam("now", type_=UTCDateTime()),
+    )
+
+
+_NEW_EVENT = _new_event()
 _NEW_DELIVERIES = {topic: _deliveries_to_subscribers(topic) for topic in Topic}
+# PostgreSQL writes both in one statement (a data-modifying WITH), one round trip less on
+# every change; SQLite has no such WITH and runs the two in turn.
+_NEW_EVENT_WITH_DELIVERIES = {
+    topic: deliveries.add_cte(_NEW_EVENT.cte("new_event"))
+    for topic, deliveries in _NEW_DELIVERIES.items()
+}
 _SUBSCRIBERS = {
     topic: select(table_of(Webhook).c.id).where(_subscribed_to(topic)) for topic in Topic
 }
@@ -262,20 +281,19 @@ def emit_event(
         "created_at": format_timestamp(now),
         "event": resource,
     }
-    session.execute(
-        _NEW_EVENT,
-        {
-            "id": event_id,
-            "partner_id": partner_id,
-            "topic": topic,
-            "external_id": external_id,
-            "payload": json.dumps(envelope, separators=(",", ":")),
-            "created_at": now,
-        },
-    )
-    delivered = session.execute(
-        _NEW_DELIVERIES[topic], {"event_id": event_id, "partner_id": partner_id, "now": now}
-    )
+    values = {
+        "event_id": event_id,
+        "now": now,
+        "partner_id": partner_id,
+        "topic": topic.value,
+        "external_id": external_id,
+        "payload": json.dumps(envelope, separators=(",", ":")),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        delivered = session.execute(_NEW_EVENT_WITH_DELIVERIES[topic], values)
+    else:
+        session.execute(_NEW_EVENT, values)
+        delivered = session.execute(_NEW_DELIVERIES[topic], values)
     if delivered.rowcount:  # type: ignore[attr-defined]
         _announce(session)
 

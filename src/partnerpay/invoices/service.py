@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from partnerpay.db import PerDialect, table_of, utcnow
@@ -102,16 +102,24 @@ def _content(firm: InvoicingTerms, data: InvoiceIn) -> InvoiceContent:
     )
 
 
-def _stored_party(model: type[Debtor] | type[Matter], kind: str) -> ColumnElement[bool]:
-    return and_(model.firm_id == Firm.id, model.external_id == bindparam(f"{kind}_external_id"))
+_FIRMS, _MATTERS, _DEBTORS = table_of(Firm), table_of(Matter), table_of(Debtor)
+
+
+def _stored_party(parties: Table, kind: str) -> ColumnElement[bool]:
+    return and_(
+        parties.c.firm_id == _FIRMS.c.id,
+        parties.c.external_id == bindparam(f"{kind}_external_id"),
+    )
 
 
 # The firm's terms and the matter and debtor an invoice names, as stored now, in one round
 # trip: a party is unique per (firm, external id), so its join adds no rows.
 _TERMS_AND_PARTIES = (
-    INVOICING_TERMS.add_columns(Matter.id, Matter.details, Debtor.id, Debtor.details)
-    .outerjoin(Matter, _stored_party(Matter, "matter"))
-    .outerjoin(Debtor, _stored_party(Debtor, "debtor"))
+    INVOICING_TERMS.add_columns(
+        _MATTERS.c.id, _MATTERS.c.details, _DEBTORS.c.id, _DEBTORS.c.details
+    )
+    .outerjoin(_MATTERS, _stored_party(_MATTERS, "matter"))
+    .outerjoin(_DEBTORS, _stored_party(_DEBTORS, "debtor"))
 )
 
 StoredParties = dict[str, tuple[uuid.UUID, dict[str, Any]]]

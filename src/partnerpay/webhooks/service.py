@@ -240,7 +240,7 @@ def _new_event() -> Insert:
 _NEW_EVENT = _new_event()
 _NEW_DELIVERIES = {topic: _deliveries_to_subscribers(topic) for topic in Topic}
 # PostgreSQL writes both in one statement (a data-modifying WITH), one round trip less on
-# every change; SQLite has no such WITH and runs the two in turn.
+# every change; SQLite's WITH cannot hold an INSERT, so it runs the two in turn.
 _NEW_EVENT_WITH_DELIVERIES = {
     topic: deliveries.add_cte(_NEW_EVENT.cte("new_event"))
     for topic, deliveries in _NEW_DELIVERIES.items()

@@ -26,7 +26,14 @@ from sqlalchemy.engine import make_url
 from partnerpay.db import Database, upgrade_database
 from partnerpay.firms.models import FirmStatus
 from tests.receiver import Receiver
-from tests.support import Firm, Partner, Server, create_firm, create_partner
+from tests.support import (
+    Firm,
+    Partner,
+    Server,
+    create_firm,
+    create_partner,
+    postgres_connection,
+)
 
 ADMIN_POSTGRES_URL = os.environ.get(
     "PARTNERPAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -39,24 +46,11 @@ FAST_WEBHOOKS = {
 }
 
 
-def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
-    url = make_url(ADMIN_POSTGRES_URL)
-    return psycopg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=url.database,
-        autocommit=True,
-        connect_timeout=3,
-    )
-
-
 @contextmanager
 def throwaway_postgres_database() -> Iterator[str]:
     """A new PostgreSQL database, dropped afterwards; skips (or fails in CI) without one."""
     try:
-        admin = _admin_connection()
+        admin = postgres_connection(ADMIN_POSTGRES_URL)
     except psycopg.OperationalError as error:
         if REQUIRE_POSTGRES:
             pytest.fail(f"PostgreSQL is required but unreachable: {error}")
@@ -67,7 +61,7 @@ def throwaway_postgres_database() -> Iterator[str]:
     try:
         yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        with _admin_connection() as admin:
+        with postgres_connection(ADMIN_POSTGRES_URL) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -7,9 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook as Verifier
 
 from partnerpay.config import Settings
@@ -24,7 +22,15 @@ from partnerpay.webhooks.service import (
 )
 from partnerpay.webhooks.tasks import Outcome, claim_due, record_outcomes
 from tests.receiver import Receiver
-from tests.support import API, Firm, Server, create_partner, invoice_body, wait_until
+from tests.support import (
+    API,
+    Firm,
+    Server,
+    create_partner,
+    invoice_body,
+    postgres_connection,
+    wait_until,
+)
 
 INVOICE_TOPICS = ["invoice.created", "invoice.updated"]
 
@@ -200,8 +206,7 @@ def test_postgresql_dispatchers_are_woken_only_for_events_with_a_subscriber(
     (a round trip per write on the API's busiest path)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("NOTIFY is PostgreSQL's; SQLite dispatchers live in the API process")
-    conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(conninfo, autocommit=True) as listener:
+    with postgres_connection(database_url) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         assert client.post(f"{API}/invoices", json=invoice_body(firm)).status_code == 200
         register(client, receiver.url)

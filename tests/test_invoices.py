@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from partnerpay.db import Database
-from partnerpay.invoices.models import Debtor, Matter
+from partnerpay.invoices import service
+from partnerpay.invoices.models import Debtor, Invoice, Matter
+from partnerpay.invoices.schemas import InvoiceIn
+from partnerpay.webhooks.models import Topic, WebhookEvent
 from tests.support import (
     API,
     Firm,
@@ -745,3 +748,93 @@ def test_invoices_naming_the_same_debtor_and_matter_share_their_rows(
     ]
     assert first["debtor"]["email"] == second["debtor"]["email"] == "frank@email.com"
     assert third["debtor"]["email"] == "frank@new.example"
+
+
+def test_concurrent_first_invoices_of_a_new_debtor_share_its_row(
+    server: Server, partner: Partner, database: Database, firm: Firm
+) -> None:
+    """Twenty invoices racing to store the same new matter and debtor: every one is made,
+    once, with its event, and they share one row of each."""
+    attempts = 20
+    parties = {
+        "matter": {**invoice_body(firm)["matter"], "external_id": f"m-{uuid.uuid4()}"},
+        "debtor": {**invoice_body(firm)["debtor"], "external_id": f"d-{uuid.uuid4()}"},
+    }
+    bodies = [invoice_body(firm, **parties) for _ in range(attempts)]
+    barrier = threading.Barrier(attempts)
+
+    def post(body: dict[str, Any]) -> httpx.Response:
+        with partner_client(server, partner) as http:
+            barrier.wait(timeout=30)
+            return http.post(INVOICES, json=body)
+
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        responses = list(pool.map(post, bodies))
+
+    assert [r.status_code for r in responses] == [200] * attempts, [r.text for r in responses]
+    stored = _parties(database, firm)
+    for kind, details in parties.items():
+        assert [(row[0], row[1]) for row in stored[kind] if row[0] == details["external_id"]] == [
+            (details["external_id"], details)
+        ]
+    external_ids = [body["external_id"] for body in bodies]
+    with database.session(read_only=True) as session:
+        invoices = session.execute(
+            select(Invoice.matter_id, Invoice.debtor_id).where(
+                Invoice.firm_id == firm.id, Invoice.external_id.in_(external_ids)
+            )
+        ).all()
+        events = session.scalars(
+            select(WebhookEvent.external_id).where(
+                WebhookEvent.topic == Topic.INVOICE_CREATED,
+                WebhookEvent.external_id.in_(external_ids),
+            )
+        ).all()
+    assert len(invoices) == attempts
+    assert len(set(invoices)) == 1
+    assert sorted(events) == sorted(external_ids)
+
+
+def test_a_refused_update_stores_none_of_its_details(
+    client: httpx.Client, database: Database, firm: Firm
+) -> None:
+    body = invoice_body(firm)
+    invoice_id = create_invoice(client, body)["invoice_id"]
+    assert client.post(f"{INVOICES}/{invoice_id}/void").status_code == 200
+    stored = _parties(database, firm)
+    moved = {**body["debtor"], "email": "frank@moved.example"}
+    new_matter = {**body["matter"], "external_id": f"m-{uuid.uuid4()}"}
+    refused = client.post(INVOICES, json={**body, "debtor": moved, "matter": new_matter})
+    assert_problem(refused, 409, "invoice_not_updatable")
+    assert _parties(database, firm) == stored
+
+
+def test_postgresql_creates_an_invoice_in_two_statements_outside_a_transaction(
+    database_url: str, database: Database, firm: Firm
+) -> None:
+    """The firm's terms and the stored parties are read, then the invoice, a new debtor,
+    the event and its deliveries are written by one statement: no BEGIN and COMMIT round
+    trips (docs/performance.md)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no round trips to save, and its WITH cannot hold an INSERT")
+    body = invoice_body(firm, debtor={**invoice_body(firm)["debtor"], "external_id": "d-new"})
+    sent: list[tuple[str, bool]] = []
+
+    def record(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append((statement.split()[0], connection.connection.driver_connection.autocommit))
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        with database.session() as session:
+            view = service.upsert_invoice(
+                session, firm.partner.id, InvoiceIn.model_validate(body), "http://pay.test"
+            )
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert sent == [("SELECT", True), ("WITH", True)]
+    with database.session(read_only=True) as session:
+        stored = session.get(Invoice, view.invoice_id)
+        assert stored is not None
+        debtor = session.get(Debtor, stored.debtor_id)
+        assert debtor is not None
+        assert debtor.details == body["debtor"]

@@ -8,9 +8,19 @@ it in place, so a retried POST can never make a second invoice.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    select,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from partnerpay.db import PerDialect, table_of, utcnow
@@ -28,7 +38,12 @@ from partnerpay.money import to_minor
 from partnerpay.pagination import Page, newest_first_page
 from partnerpay.problems import ProblemError, conflict, not_found
 from partnerpay.webhooks.models import Topic
-from partnerpay.webhooks.service import emit_event
+from partnerpay.webhooks.service import (
+    announced_event,
+    emit_event,
+    event_values,
+    new_events_written,
+)
 from partnerpay.wire import parse_id
 
 
@@ -103,38 +118,46 @@ def _content(firm: InvoicingTerms, data: InvoiceIn) -> InvoiceContent:
 
 
 _FIRMS, _MATTERS, _DEBTORS = table_of(Firm), table_of(Matter), table_of(Debtor)
+_INVOICES = table_of(Invoice)
 
 
-def _stored_party(parties: Table, kind: str) -> ColumnElement[bool]:
-    return and_(
-        parties.c.firm_id == _FIRMS.c.id,
-        parties.c.external_id == bindparam(f"{kind}_external_id"),
-    )
+def _stored(rows: Table, external_id: str) -> ColumnElement[bool]:
+    return and_(rows.c.firm_id == _FIRMS.c.id, rows.c.external_id == bindparam(external_id))
 
 
-# The firm's terms and the matter and debtor an invoice names, as stored now, in one round
-# trip: a party is unique per (firm, external id), so its join adds no rows.
-_TERMS_AND_PARTIES = (
+# The firm's terms, the matter and debtor an invoice names as stored now, and whether the
+# invoice exists, in one round trip: each is unique per (firm, external id), so its join
+# adds no rows.
+_TERMS_AND_STORED = (
     INVOICING_TERMS.add_columns(
-        _MATTERS.c.id, _MATTERS.c.details, _DEBTORS.c.id, _DEBTORS.c.details
+        _MATTERS.c.id, _MATTERS.c.details, _DEBTORS.c.id, _DEBTORS.c.details, _INVOICES.c.id
     )
-    .outerjoin(_MATTERS, _stored_party(_MATTERS, "matter"))
-    .outerjoin(_DEBTORS, _stored_party(_DEBTORS, "debtor"))
+    .outerjoin(_MATTERS, _stored(_MATTERS, "matter_external_id"))
+    .outerjoin(_DEBTORS, _stored(_DEBTORS, "debtor_external_id"))
+    .outerjoin(_INVOICES, _stored(_INVOICES, "external_id"))
 )
 
 StoredParties = dict[str, tuple[uuid.UUID, dict[str, Any]]]
 
 
-def _terms_and_stored_parties(
-    session: Session, partner_id: uuid.UUID, data: InvoiceIn
-) -> tuple[InvoicingTerms, StoredParties]:
-    """The firm's invoicing terms (404 unless it is this partner's), and the stored
-    matter and debtor that this invoice names, by kind."""
+@dataclass(frozen=True)
+class Stored:
+    """What a create-or-update finds: the firm's terms, the stored matter and debtor that
+    the invoice names, by kind, and whether the invoice itself exists."""
+
+    terms: InvoicingTerms
+    parties: StoredParties
+    invoice_exists: bool
+
+
+def _read_stored(session: Session, partner_id: uuid.UUID, data: InvoiceIn) -> Stored:
+    """404 unless the firm is this partner's."""
     rows = session.execute(
-        _TERMS_AND_PARTIES,
+        _TERMS_AND_STORED,
         {
             "firm_id": data.firm_id,
             "partner_id": partner_id,
+            "external_id": data.external_id,
             "matter_external_id": data.matter.external_id if data.matter else None,
             "debtor_external_id": data.debtor.external_id if data.debtor else None,
         },
@@ -142,23 +165,29 @@ def _terms_and_stored_parties(
     terms = InvoicingTerms.from_rows(data.firm_id, rows)
     if terms is None:
         raise not_found("firm", data.firm_id)
-    matter_id, matter_details, debtor_id, debtor_details = rows[0][4:]
-    stored: StoredParties = {}
+    matter_id, matter_details, debtor_id, debtor_details, invoice_id = rows[0][4:]
+    parties: StoredParties = {}
     if matter_id is not None:
-        stored["matter"] = (matter_id, matter_details)
+        parties["matter"] = (matter_id, matter_details)
     if debtor_id is not None:
-        stored["debtor"] = (debtor_id, debtor_details)
-    return terms, stored
+        parties["debtor"] = (debtor_id, debtor_details)
+    return Stored(terms, parties, invoice_exists=invoice_id is not None)
+
+
+def _latest_details_kept(statement: Any) -> Any:
+    """An ``INSERT`` of a matter or debtor that, when its (firm, external id) is stored
+    already, gives that row the details sent instead."""
+    sent = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["firm_id", "external_id"],
+        set_={"details": sent.details, "updated_at": sent.updated_at},
+    )
 
 
 def _upsert_party(model: type[Debtor] | type[Matter]) -> PerDialect[Any]:
     def build(insert: Callable[..., Any]) -> Any:
         statement = insert(table_of(model))
-        sent = statement.excluded
-        return statement.on_conflict_do_update(
-            index_elements=["firm_id", "external_id"],
-            set_={"details": sent.details, "updated_at": sent.updated_at},
-        ).returning(statement.table.c.id)
+        return _latest_details_kept(statement).returning(statement.table.c.id)
 
     return PerDialect(build)
 
@@ -184,23 +213,37 @@ def _save_party(
     return party_id
 
 
-def _party_ids(
-    session: Session, firm_id: uuid.UUID, content: InvoiceContent, stored: StoredParties
-) -> dict[str, Any]:
-    """Keep one matter and one debtor row per (firm, external id) with the latest details;
-    the ids of this invoice's.
+PartyWrites = tuple[bool, bool]  # whether the matter's and the debtor's rows are written
+_PARTY_MODELS: dict[str, type[Matter] | type[Debtor]] = {"matter": Matter, "debtor": Debtor}
+
+
+def _planned_parties(
+    content: InvoiceContent, stored: StoredParties
+) -> tuple[dict[str, Any], PartyWrites]:
+    """This invoice's matter and debtor ids (a new one for a party not stored yet), and
+    whether each one's row must be written to hold the latest details.
 
     Unchanged details are only read: many invoices name the same debtor and matter, and
     rewriting their row each time would make those invoices queue on its lock."""
     ids: dict[str, Any] = {}
-    for kind, model in (("matter", Matter), ("debtor", Debtor)):
+    writes: list[bool] = []
+    for kind in _PARTY_MODELS:
         details = content.columns[kind]
-        if not details:
-            ids[f"{kind}_id"] = None
-        elif kind in stored and stored[kind][1] == details:
-            ids[f"{kind}_id"] = stored[kind][0]
-        else:
-            ids[f"{kind}_id"] = _save_party(session, model, firm_id, details)
+        stored_id, stored_details = stored.get(kind, (None, None))
+        ids[f"{kind}_id"] = (stored_id or uuid.uuid4()) if details else None
+        writes.append(bool(details) and details != stored_details)
+    return ids, (writes[0], writes[1])
+
+
+def _party_ids(
+    session: Session, firm_id: uuid.UUID, content: InvoiceContent, stored: StoredParties
+) -> dict[str, Any]:
+    """This invoice's matter and debtor ids, their rows written as :func:`_planned_parties`
+    says, by upsert: a concurrent request may have inserted one since it was read."""
+    ids, writes = _planned_parties(content, stored)
+    for (kind, model), written in zip(_PARTY_MODELS.items(), writes, strict=True):
+        if written:
+            ids[f"{kind}_id"] = _save_party(session, model, firm_id, content.columns[kind])
     return ids
 
 
@@ -255,33 +298,162 @@ def require_updatable(invoice: Invoice) -> None:
         )
 
 
+_NEW_INVOICE_COLUMNS = (
+    "id",
+    "partner_id",
+    "firm_id",
+    "external_id",
+    "status",
+    "amount_paid_minor",
+    "created_at",
+    "updated_at",
+    *_CONTENT_COLUMNS,
+    "matter_id",
+    "debtor_id",
+)
+
+
+def _new_invoice_values(
+    partner_id: uuid.UUID, data: InvoiceIn, content: InvoiceContent, party_ids: dict[str, Any]
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "partner_id": partner_id,
+        "firm_id": data.firm_id,
+        "external_id": data.external_id,
+        "status": InvoiceStatus.SUBMITTED,
+        "amount_paid_minor": 0,
+        "created_at": now,
+        "updated_at": now,
+        **content.columns,
+        **party_ids,
+    }
+
+
+def _party_written(kind: str) -> CTE:
+    """A matter's or debtor's row with the latest details, under its planned id unless it
+    is stored already (perhaps by a concurrent request a moment ago); it returns the id.
+
+    An ``INSERT … SELECT``, whose columns are its own: an ``INSERT … VALUES`` or an
+    ``UPDATE`` would also take every other parameter named like one of its columns, such
+    as the invoice's ``id``, as a value to set."""
+    parties = table_of(_PARTY_MODELS[kind])
+    row = select(
+        bindparam(f"{kind}_id", type_=parties.c.id.type),
+        bindparam("firm_id", type_=parties.c.firm_id.type),
+        bindparam(f"{kind}_external_id", type_=parties.c.external_id.type),
+        bindparam(f"{kind}_details", type_=parties.c.details.type),
+        bindparam("updated_at", type_=parties.c.updated_at.type),
+    )
+    columns = ["id", "firm_id", "external_id", "details", "updated_at"]
+    written: postgresql.Insert = _latest_details_kept(
+        postgresql.insert(parties).from_select(columns, row)
+    )
+    return written.returning(parties.c.id).cte(f"{kind}_written")
+
+
+@cache
+def _create_statement(writes: PartyWrites) -> Select[uuid.UUID, int]:
+    """PostgreSQL: a new invoice, its matter and debtor rows where they must be written, its
+    ``invoice.created`` event and that event's deliveries, in one statement, which
+    PostgreSQL runs atomically without a transaction. It returns no row, and writes no
+    event, when the invoice exists (inserted by a concurrent request since it was read);
+    the update that follows writes the same matter and debtor. Built once for each
+    combination of party writes.
+
+    The invoice takes the ids its party rows return, so the matter and the debtor are
+    written before it, in the order the transactional path writes them: two requests
+    never wait for each other's locks in opposite orders."""
+    values: dict[str, Any] = {
+        name: bindparam(name, type_=_INVOICES.c[name].type) for name in _NEW_INVOICE_COLUMNS
+    }
+    for kind, written in zip(_PARTY_MODELS, writes, strict=True):
+        if written:
+            values[f"{kind}_id"] = select(_party_written(kind).c.id).scalar_subquery()
+    new_invoice = (
+        postgresql.insert(_INVOICES)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["firm_id", "external_id"])
+        .returning(_INVOICES.c.id)
+        .cte("new_invoice")
+    )
+    return select(new_invoice.c.id, announced_event(Topic.INVOICE_CREATED, new_invoice))
+
+
+def _party_params(content: InvoiceContent) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for kind in _PARTY_MODELS:
+        if details := content.columns[kind]:
+            params[f"{kind}_details"] = details
+            params[f"{kind}_external_id"] = details["external_id"]
+    return params
+
+
+def _create_in_one_statement(
+    session: Session,
+    partner_id: uuid.UUID,
+    data: InvoiceIn,
+    content: InvoiceContent,
+    stored: Stored,
+    pay_base_url: str,
+) -> InvoiceOut | None:
+    """PostgreSQL: a new invoice written by :func:`_create_statement` in autocommit mode;
+    ``None`` if it exists."""
+    party_ids, writes = _planned_parties(content, stored.parties)
+    values = _new_invoice_values(partner_id, data, content, party_ids)
+    view = InvoiceOut.of(Invoice(**values), pay_base_url)
+    event = event_values(partner_id, Topic.INVOICE_CREATED, data.external_id, view.wire())
+    params = {**values, **_party_params(content), **event}
+    written = session.execute(_create_statement(writes), params).first()
+    if written is None:
+        return None
+    if written[1]:
+        new_events_written(session)
+    session.commit()
+    return view
+
+
 def upsert_invoice(
     session: Session, partner_id: uuid.UUID, data: InvoiceIn, pay_base_url: str
 ) -> InvoiceOut:
-    """The invoice after a create-or-update, as the response and any event show it."""
-    firm, stored_parties = _terms_and_stored_parties(session, partner_id, data)
-    require_active(firm)
-    content = _content(firm, data)
-    party_ids = _party_ids(session, firm.id, content, stored_parties)
-    now = utcnow()
-    fresh = _insert_unless_exists(
-        session,
-        {
-            "id": uuid.uuid4(),
-            "partner_id": partner_id,
-            "firm_id": firm.id,
-            "external_id": data.external_id,
-            "status": InvoiceStatus.SUBMITTED,
-            "amount_paid_minor": 0,
-            "created_at": now,
-            "updated_at": now,
-            **content.columns,
-            **party_ids,
-        },
-    )
+    """The invoice after a create-or-update, as the response and any event show it.
+
+    On PostgreSQL a new invoice takes two round trips instead of five (docs/performance.md):
+    what is stored is read in autocommit mode, then one statement writes the rest. An
+    update is made in a transaction, as everything is on SQLite, where the read is the
+    first statement of that transaction."""
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    if on_postgresql:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    stored = _read_stored(session, partner_id, data)
+    require_active(stored.terms)
+    content = _content(stored.terms, data)
+    if on_postgresql:
+        if not stored.invoice_exists:
+            created = _create_in_one_statement(
+                session, partner_id, data, content, stored, pay_base_url
+            )
+            if created is not None:
+                return created
+        session.rollback()  # nothing to undo; it ends autocommit mode for the transaction
+    return _upsert_in_transaction(session, partner_id, data, content, stored, pay_base_url)
+
+
+def _upsert_in_transaction(
+    session: Session,
+    partner_id: uuid.UUID,
+    data: InvoiceIn,
+    content: InvoiceContent,
+    stored: Stored,
+    pay_base_url: str,
+) -> InvoiceOut:
+    party_ids = _party_ids(session, data.firm_id, content, stored.parties)
+    values = _new_invoice_values(partner_id, data, content, party_ids)
+    fresh = _insert_unless_exists(session, values)
     if fresh is not None:
         return _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
-    invoice = session.scalars(_locked_by_external_id(firm.id, data.external_id)).one()
+    invoice = session.scalars(_locked_by_external_id(data.firm_id, data.external_id)).one()
     require_updatable(invoice)
     if InvoiceContent.of(invoice) == content:
         session.commit()
@@ -290,7 +462,7 @@ def upsert_invoice(
     content.apply_to(invoice)
     for column, value in party_ids.items():
         setattr(invoice, column, value)
-    invoice.updated_at = now
+    invoice.updated_at = values["updated_at"]
     return _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
 
 

@@ -6,7 +6,8 @@ For each database (SQLite; PostgreSQL too when it is reachable) this starts the 
 reports every figure as a ratio or against its target. Results go to ``bench/results/``
 as JSON and to ``docs/performance.md`` as a table.
 
-Environment knobs: ``BENCH_SECONDS`` (per wrk phase, default 10), ``BENCH_LARGE``
+Environment knobs: ``BENCH_SECONDS`` (per wrk run, default 10), ``BENCH_WRK_RUNS`` (runs
+per closed-loop phase, the best counting; default 2), ``BENCH_LARGE``
 (invoices for the scaling test, default 1000000), ``BENCH_RSS_INVOICES`` (invoices to
 create through the API before reading the server's memory, default 100000).
 """
@@ -57,6 +58,7 @@ LARGE = int(os.environ.get("BENCH_LARGE", "1000000"))
 SMALL = 10_000
 RSS_INVOICES = int(os.environ.get("BENCH_RSS_INVOICES", "100000"))
 CONNECTIONS = 32
+WRK_RUNS = int(os.environ.get("BENCH_WRK_RUNS", "2"))
 # The open-loop run starts with this many seconds it does not count: the server may still
 # be finishing the requests wrk left in flight, and the first connections are opened.
 WARMUP_S = 1.0
@@ -204,6 +206,18 @@ def wrk(
         "p99_ms": parse_latency_ms(percentiles["99"]),
         "errors": int(errors.group(1)) if errors else 0,
     }
+
+
+def best_wrk_run(url: str, env: dict[str, str], script: str | None = None) -> dict[str, Any]:
+    """The better of ``WRK_RUNS`` wrk runs, each with connections of its own, and every
+    run's req/s.
+
+    With ``serve --workers 2`` the worker processes share one listening socket, and the
+    one that wakes first sometimes accepts all of wrk's connections, which halves that
+    run (docs/performance.md). Every closed-loop phase, the ceiling included, is measured
+    this way, so the ratios compare like with like."""
+    runs = [wrk(url, env, script) for _ in range(WRK_RUNS)]
+    return {**max(runs, key=lambda run: run["rps"]), "runs_rps": [run["rps"] for run in runs]}
 
 
 # --- the webhook receiver (a process of its own) ----------------------------------------
@@ -483,14 +497,15 @@ def bench_backend(name: str, database_url: str, workdir: Path) -> dict[str, Any]
         wrk(invoices, wrk_env, "create_invoice.lua", seconds=3)
 
         log(f"{name}: GET /healthz")
-        result["healthz"] = wrk(f"{base_url}/healthz", wrk_env)
+        result["healthz"] = best_wrk_run(f"{base_url}/healthz", wrk_env)
         log(f"{name}: POST /invoices")
-        result["create"] = wrk(invoices, wrk_env, "create_invoice.lua")
+        result["create"] = best_wrk_run(invoices, wrk_env, "create_invoice.lua")
         sample = httpx.get(f"{invoices}?limit=1", headers=headers).json()["invoices"][0]
         log(f"{name}: GET by id and by external id")
-        result["get_by_id"] = wrk(f"{invoices}/{sample['invoice_id']}", wrk_env, "authed_get.lua")
+        by_id = f"{invoices}/{sample['invoice_id']}"
+        result["get_by_id"] = best_wrk_run(by_id, wrk_env, "authed_get.lua")
         by_external = f"{invoices}/firm/{firm_id}/{sample['external_id']}"
-        result["get_by_external_id"] = wrk(by_external, wrk_env, "authed_get.lua")
+        result["get_by_external_id"] = best_wrk_run(by_external, wrk_env, "authed_get.lua")
         ceiling = result["healthz"]["rps"]
         for key in ("create", "get_by_id", "get_by_external_id"):
             result[f"{key}_ratio"] = round(result[key]["rps"] / ceiling, 3)
@@ -664,12 +679,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"### {name}: {result['setup']}",
             "",
-            "| phase | req/s | p50 ms | p99 ms |",
-            "|---|---|---|---|",
+            "| phase | req/s (best run) | p50 ms | p99 ms | every run's req/s |",
+            "|---|---|---|---|---|",
         ]
         for phase in ("healthz", "create", "get_by_id", "get_by_external_id"):
             r = result[phase]
-            lines.append(f"| {phase} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} |")
+            runs = ", ".join(str(rps) for rps in r["runs_rps"])
+            lines.append(f"| {phase} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {runs} |")
         half = result["half_rate"]
         lines += [
             "",

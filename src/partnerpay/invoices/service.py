@@ -11,15 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    CTE,
-    ColumnElement,
-    Select,
-    Table,
-    and_,
-    bindparam,
-    select,
-)
+from sqlalchemy import CTE, ColumnElement, Select, Table, and_, bindparam, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -121,8 +113,10 @@ _FIRMS, _MATTERS, _DEBTORS = table_of(Firm), table_of(Matter), table_of(Debtor)
 _INVOICES = table_of(Invoice)
 
 
-def _stored(rows: Table, external_id: str) -> ColumnElement[bool]:
-    return and_(rows.c.firm_id == _FIRMS.c.id, rows.c.external_id == bindparam(external_id))
+def _stored(rows: Table, external_id_bound_as: str) -> ColumnElement[bool]:
+    return and_(
+        rows.c.firm_id == _FIRMS.c.id, rows.c.external_id == bindparam(external_id_bound_as)
+    )
 
 
 # The firm's terms, the matter and debtor an invoice names as stored now, and whether the

@@ -216,8 +216,8 @@ def _deliveries_to_subscribers(topic: Topic, event: CTE | None = None) -> Insert
     ).where(_subscribed_to(topic))
     if event is not None:
         subscribers = subscribers.where(exists(event.select()))
-    # SQLAlchemy reads an INSERT's rowcount only when asked to keep it; psycopg's is gone
-    # once the statement's (empty) result is closed, and would read -1.
+    # SQLAlchemy reads an INSERT's rowcount only when asked to keep it (SQLite's path
+    # reads it; on PostgreSQL, announced_event counts the deliveries itself).
     return (
         insert(table_of(WebhookDelivery))
         .from_select(

@@ -307,24 +307,6 @@ _NEW_INVOICE_COLUMNS = (
 )
 
 
-def _new_invoice_values(
-    partner_id: uuid.UUID, data: InvoiceIn, content: InvoiceContent, party_ids: dict[str, Any]
-) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "id": uuid.uuid4(),
-        "partner_id": partner_id,
-        "firm_id": data.firm_id,
-        "external_id": data.external_id,
-        "status": InvoiceStatus.SUBMITTED,
-        "amount_paid_minor": 0,
-        "created_at": now,
-        "updated_at": now,
-        **content.columns,
-        **party_ids,
-    }
-
-
 def _party_written(kind: str) -> CTE:
     """A matter's or debtor's row with the latest details, under its planned id unless it
     is stored already (perhaps by a concurrent request a moment ago); it returns the id.
@@ -384,21 +366,43 @@ def _party_params(content: InvoiceContent) -> dict[str, Any]:
     return params
 
 
+@dataclass(frozen=True)
+class _Upsert:
+    """A create-or-update as read and checked, before anything is written."""
+
+    partner_id: uuid.UUID
+    data: InvoiceIn
+    content: InvoiceContent
+    stored: Stored
+
+    def new_invoice_values(self, party_ids: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        return {
+            "id": uuid.uuid4(),
+            "partner_id": self.partner_id,
+            "firm_id": self.data.firm_id,
+            "external_id": self.data.external_id,
+            "status": InvoiceStatus.SUBMITTED,
+            "amount_paid_minor": 0,
+            "created_at": now,
+            "updated_at": now,
+            **self.content.columns,
+            **party_ids,
+        }
+
+
 def _create_in_one_statement(
-    session: Session,
-    partner_id: uuid.UUID,
-    data: InvoiceIn,
-    content: InvoiceContent,
-    stored: Stored,
-    pay_base_url: str,
+    session: Session, upsert: _Upsert, pay_base_url: str
 ) -> InvoiceOut | None:
     """PostgreSQL: a new invoice written by :func:`_create_statement` in autocommit mode;
     ``None`` if it exists."""
-    party_ids, writes = _planned_parties(content, stored.parties)
-    values = _new_invoice_values(partner_id, data, content, party_ids)
+    party_ids, writes = _planned_parties(upsert.content, upsert.stored.parties)
+    values = upsert.new_invoice_values(party_ids)
     view = InvoiceOut.of(Invoice(**values), pay_base_url)
-    event = event_values(partner_id, Topic.INVOICE_CREATED, data.external_id, view.wire())
-    params = {**values, **_party_params(content), **event}
+    event = event_values(
+        upsert.partner_id, Topic.INVOICE_CREATED, upsert.data.external_id, view.wire()
+    )
+    params = {**values, **_party_params(upsert.content), **event}
     written = session.execute(_create_statement(writes), params).first()
     if written is None:
         return None
@@ -422,28 +426,20 @@ def upsert_invoice(
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     stored = _read_stored(session, partner_id, data)
     require_active(stored.terms)
-    content = _content(stored.terms, data)
+    upsert = _Upsert(partner_id, data, _content(stored.terms, data), stored)
     if on_postgresql:
         if not stored.invoice_exists:
-            created = _create_in_one_statement(
-                session, partner_id, data, content, stored, pay_base_url
-            )
+            created = _create_in_one_statement(session, upsert, pay_base_url)
             if created is not None:
                 return created
         session.rollback()  # nothing to undo; it ends autocommit mode for the transaction
-    return _upsert_in_transaction(session, partner_id, data, content, stored, pay_base_url)
+    return _upsert_in_transaction(session, upsert, pay_base_url)
 
 
-def _upsert_in_transaction(
-    session: Session,
-    partner_id: uuid.UUID,
-    data: InvoiceIn,
-    content: InvoiceContent,
-    stored: Stored,
-    pay_base_url: str,
-) -> InvoiceOut:
-    party_ids = _party_ids(session, data.firm_id, content, stored.parties)
-    values = _new_invoice_values(partner_id, data, content, party_ids)
+def _upsert_in_transaction(session: Session, upsert: _Upsert, pay_base_url: str) -> InvoiceOut:
+    data, content = upsert.data, upsert.content
+    party_ids = _party_ids(session, data.firm_id, content, upsert.stored.parties)
+    values = upsert.new_invoice_values(party_ids)
     fresh = _insert_unless_exists(session, values)
     if fresh is not None:
         return _commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)

@@ -38,7 +38,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from partnerpay.db import Database, upgrade_database
+from partnerpay.db import Database, plain_postgres_connection, upgrade_database
 from partnerpay.demo import sandbox_account
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate
@@ -98,34 +98,21 @@ def sqlite_database(folder: Path) -> Iterator[str]:
 
 def postgres_reachable() -> bool:
     try:
-        with _admin():
+        with plain_postgres_connection(POSTGRES_ADMIN_URL):
             return True
     except psycopg.OperationalError:
         return False
 
 
-def _admin() -> psycopg.Connection[tuple[Any, ...]]:
-    url = make_url(POSTGRES_ADMIN_URL)
-    return psycopg.connect(
-        host=url.host,
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=url.database,
-        autocommit=True,
-        connect_timeout=3,
-    )
-
-
 @contextmanager
 def postgres_database() -> Iterator[str]:
     name = f"partnerpay_bench_{uuid.uuid4().hex[:10]}"
-    with _admin() as admin:
+    with plain_postgres_connection(POSTGRES_ADMIN_URL) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        with _admin() as admin:
+        with plain_postgres_connection(POSTGRES_ADMIN_URL) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

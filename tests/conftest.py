@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from partnerpay.db import Database, upgrade_database
+from partnerpay.db import Database, plain_postgres_connection, upgrade_database
 from partnerpay.firms.models import FirmStatus
 from tests.receiver import Receiver
 from tests.support import (
@@ -32,7 +32,6 @@ from tests.support import (
     Server,
     create_firm,
     create_partner,
-    postgres_connection,
 )
 
 ADMIN_POSTGRES_URL = os.environ.get(
@@ -50,7 +49,7 @@ FAST_WEBHOOKS = {
 def throwaway_postgres_database() -> Iterator[str]:
     """A new PostgreSQL database, dropped afterwards; skips (or fails in CI) without one."""
     try:
-        admin = postgres_connection(ADMIN_POSTGRES_URL)
+        admin = plain_postgres_connection(ADMIN_POSTGRES_URL)
     except psycopg.OperationalError as error:
         if REQUIRE_POSTGRES:
             pytest.fail(f"PostgreSQL is required but unreachable: {error}")
@@ -61,7 +60,7 @@ def throwaway_postgres_database() -> Iterator[str]:
     try:
         yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        with postgres_connection(ADMIN_POSTGRES_URL) as admin:
+        with plain_postgres_connection(ADMIN_POSTGRES_URL) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from sqlalchemy.engine import make_url
 
 from partnerpay.db import Database
 from partnerpay.demo import sandbox_account
@@ -210,20 +208,6 @@ GUIDE_INVOICE: dict[str, Any] = {
     "notes": ["Got to know client", "Created initial case file"],
     "payment_methods_override": ["Card"],
 }
-
-
-def postgres_connection(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    """A plain psycopg connection (autocommit) to the database a SQLAlchemy URL names."""
-    parts = make_url(url)
-    return psycopg.connect(
-        host=parts.host,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname=parts.database,
-        autocommit=True,
-        connect_timeout=3,
-    )
 
 
 def invoice_body(firm: Firm, **overrides: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks import Webhook as Verifier
 
 from partnerpay.config import Settings
-from partnerpay.db import Database
+from partnerpay.db import Database, plain_postgres_connection
 from partnerpay.webhooks.models import Topic
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.service import (
@@ -28,7 +28,6 @@ from tests.support import (
     Server,
     create_partner,
     invoice_body,
-    postgres_connection,
     wait_until,
 )
 
@@ -206,7 +205,7 @@ def test_postgresql_dispatchers_are_woken_only_for_events_with_a_subscriber(
     (a round trip per write on the API's busiest path)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("NOTIFY is PostgreSQL's; SQLite dispatchers live in the API process")
-    with postgres_connection(database_url) as listener:
+    with plain_postgres_connection(database_url) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         assert client.post(f"{API}/invoices", json=invoice_body(firm)).status_code == 200
         register(client, receiver.url)

@@ -17,11 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -185,6 +186,15 @@ def _replace_if_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> Non
     without a word; a query on such a connection fails and the pool is refreshed."""
     if dbapi_connection.closed or select.select([dbapi_connection.fileno()], [], [], 0)[0]:
         raise DisconnectionError("the server closed this connection")
+
+
+def plain_postgres_connection(database_url: str | URL) -> psycopg.Connection[tuple[Any, ...]]:
+    """A psycopg connection in autocommit mode outside SQLAlchemy's pool, to the database a
+    SQLAlchemy URL names: for ``LISTEN``, and for tools that create and drop databases."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return psycopg.connect(
+        url.render_as_string(hide_password=False), autocommit=True, connect_timeout=3
+    )
 
 
 class Database:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as Signer
 
 from partnerpay.config import Settings
-from partnerpay.db import Database, table_of, utcnow
+from partnerpay.db import Database, plain_postgres_connection, table_of, utcnow
 from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
 from partnerpay.webhooks.models import (
@@ -452,11 +452,9 @@ class Dispatcher:
 
     def _listen(self) -> None:
         """Wake on PostgreSQL NOTIFY from other processes' commits."""
-        url = self.database.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as connection:
+                with plain_postgres_connection(self.database.engine.url) as connection:
                     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stopping.is_set():
                         for _ in connection.notifies(timeout=1.0, stop_after=1):

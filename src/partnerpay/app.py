@@ -126,11 +126,11 @@ def _describe_errors_as_sent(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _freeze_startup_objects() -> None:
+def freeze_startup_objects() -> None:
     """Move everything alive after startup (modules, the app, mappers, schemas) out of
     the garbage collector's sight. Full collections otherwise walked all of it, pausing
-    requests for tens of milliseconds: the worst of the create latencies at half load
-    (docs/performance.md)."""
+    requests (and, in ``partnerpay worker``, deliveries) for tens of milliseconds: the
+    worst of the create latencies at half load (docs/performance.md)."""
     gc.collect()
     gc.freeze()
 
@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None
         if dispatcher:
             dispatcher.start()
-        _freeze_startup_objects()
+        freeze_startup_objects()
         try:
             yield
         finally:

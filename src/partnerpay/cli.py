@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from partnerpay.app import freeze_startup_objects
 from partnerpay.config import Environment, get_settings
 from partnerpay.db import Database, upgrade_database
 from partnerpay.demo import sandbox_account, seed_demo
@@ -108,6 +109,7 @@ def worker(
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    freeze_startup_objects()
     dispatcher.start()
     typer.echo("webhook worker started")
     stopping.wait()

@@ -1,6 +1,5 @@
 """The FastAPI application: routers, error handlers and the database's lifetime."""
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +27,7 @@ from partnerpay.payments.routes import pay_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
+from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.service import count_backlog
 from partnerpay.webhooks.tasks import Dispatcher
@@ -124,15 +124,6 @@ def _describe_errors_as_sent(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def freeze_startup_objects() -> None:
-    """Move everything alive after startup (modules, the app, mappers, schemas) out of
-    the garbage collector's sight. Full collections otherwise walked all of it, pausing
-    requests (and, in ``partnerpay worker``, deliveries) for tens of milliseconds: the
-    worst of the create latencies at half load (docs/performance.md)."""
-    gc.collect()
-    gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -14,7 +14,6 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from partnerpay.app import freeze_startup_objects
 from partnerpay.config import Environment, get_settings
 from partnerpay.db import Database, upgrade_database
 from partnerpay.demo import sandbox_account, seed_demo
@@ -27,6 +26,7 @@ from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
 from partnerpay.problems import ProblemError, field_path
+from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")

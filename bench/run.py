@@ -578,16 +578,17 @@ def half_rate(base_url: str, headers: dict[str, str], firm_id: str, rate: float)
         for run in runs
     )
     figures = ("achieved_rps", "create_p50_ms", "create_p99_ms", "webhook_p50_ms", "webhook_p99_ms")
+    medians = {key: median(key) for key in figures}
     return {
         "half_rate": {
             "target_rps": round(rate, 1),
-            **{key: median(key) for key in figures},
+            **medians,
             "webhooks_expected": sum(run["webhooks_expected"] for run in runs),
             "webhooks_received": sum(run["webhooks_received"] for run in runs),
             "runs": runs,
         },
-        "create_p99_ms_at_half_rate": median("create_p99_ms"),
-        "webhook_p99_ms_at_half_rate": median("webhook_p99_ms"),
+        "create_p99_ms_at_half_rate": medians["create_p99_ms"],
+        "webhook_p99_ms_at_half_rate": medians["webhook_p99_ms"],
         "webhook_backlog_grows": grows,
     }
 

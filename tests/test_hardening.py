@@ -6,11 +6,17 @@ import json
 import signal
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import get_type_hints
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.responses import Response
 
+from partnerpay.app import create_app
+from partnerpay.config import Settings
 from partnerpay.db import Database
 from tests.receiver import Receiver
 from tests.support import (
@@ -70,6 +76,37 @@ def test_each_partner_has_its_own_rate_limit(
     with httpx.Client(base_url=limited_server.base_url, headers=other.headers) as client:
         assert client.get(f"{API}/firms").status_code == 200
     assert httpx.get(f"{limited_server.base_url}/healthz").status_code == 200
+
+
+def test_a_burst_of_health_checks_cannot_starve_the_connection_pool(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A request must never wait for a worker thread while its session holds a pooled
+    connection: with every thread waiting for a connection, it would never get one. Two
+    threads and two connections, and far more requests than either."""
+    env = {
+        "PARTNERPAY_WORKER_THREADS": "2",
+        "PARTNERPAY_DB_POOL_SIZE": "2",
+        "PARTNERPAY_RUN_DISPATCHER": "false",
+    }
+    with (
+        Server.start(database_url, tmp_path / "server.log", env=env) as running,
+        ThreadPoolExecutor(max_workers=40) as pool,
+    ):
+        health = f"{running.base_url}/healthz"
+        statuses = list(pool.map(lambda _: httpx.get(health, timeout=10).status_code, range(400)))
+    assert statuses == [200] * 400
+
+
+def test_every_endpoint_returns_a_response_not_a_model() -> None:
+    """FastAPI would validate a returned model in a second worker-thread call, while the
+    request's session holds its connection (see ``partnerpay.dependencies``)."""
+    app = create_app(Settings())
+    routes = [context.original_route for context in iter_route_contexts(app.routes)]
+    endpoints = [route.endpoint for route in routes if isinstance(route, APIRoute)]
+    returns = {endpoint.__qualname__: get_type_hints(endpoint)["return"] for endpoint in endpoints}
+    assert len(returns) > 20
+    assert {name: kind for name, kind in returns.items() if not issubclass(kind, Response)} == {}
 
 
 def test_request_ids_are_echoed_and_logged(client: httpx.Client, server: Server) -> None:

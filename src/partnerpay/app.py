@@ -8,7 +8,6 @@ from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +30,7 @@ from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.service import count_backlog
 from partnerpay.webhooks.tasks import Dispatcher
+from partnerpay.wire import ModelResponse, WireModel
 
 PARTNER_API_PREFIX = "/api/v3/partner"
 
@@ -48,7 +48,7 @@ and follow them to payment.
 """
 
 
-class Health(BaseModel):
+class Health(WireModel):
     status: str
 
 
@@ -69,10 +69,10 @@ def _partner_api() -> APIRouter:
 def _operations_api() -> APIRouter:
     router = APIRouter(tags=["Operations"])
 
-    @router.get("/healthz", summary="Liveness and database check")
-    def healthz(session: SessionDep) -> Health:
+    @router.get("/healthz", summary="Liveness and database check", response_model=Health)
+    def healthz(session: SessionDep) -> ModelResponse:
         session.execute(text("SELECT 1"))
-        return Health(status="ok")
+        return ModelResponse(Health(status="ok"))
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics(request: Request) -> Response:

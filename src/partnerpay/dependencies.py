@@ -7,6 +7,12 @@ session's lifetime is managed on the event loop (opening a session does no I/O; 
 one rolls back, at once, whatever a failed request left open), partners are
 authenticated with a read-only session of their own, and a request's writes begin and
 are committed by its service inside the one worker-thread call that runs the endpoint.
+
+For the same reason every endpoint returns a ``Response`` (``wire.ModelResponse``), never
+a model: FastAPI validates a returned model in a second worker-thread call, made while the
+request's session still holds its pooled connection. With every thread waiting for a
+connection and every connection held by a request waiting for a thread, requests hung
+until the pool's timeout (a burst of ``/healthz`` on PostgreSQL did).
 """
 
 from collections.abc import AsyncIterator

@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import uvloop
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -67,6 +68,7 @@ HALF_RATE_RUNS = int(os.environ.get("BENCH_HALF_RATE_RUNS", "3"))
 # be finishing the requests wrk left in flight, and the first connections are opened.
 WARMUP_S = 1.0
 BACKLOG_GROWTH_PER_S = 1.0
+ARRIVAL_BATCH_S = 0.2
 API = "/api/v3/partner"
 
 TARGETS = {
@@ -235,26 +237,36 @@ async def read_http_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]
 
 
 def receive_webhooks(port: int, arrivals: Any, ready: Any) -> None:
-    """A webhook receiver in a process of its own: stamps each arrival, answers 200."""
+    """A webhook receiver in a process of its own: stamps each arrival, answers 200, and
+    hands the stamps over in batches. It shares the machine with the server, so it is
+    kept light: uvloop, and one queue put per batch rather than per webhook took it from
+    about 4.5 % to 3 % of a core at 285 webhooks a second."""
+    stamped: list[tuple[str, float]] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 _, body = await read_http_message(reader)
-                arrived = time.time()
-                arrivals.put((json.loads(body)["event"]["external_id"], arrived))
+                stamped.append((json.loads(body)["event"]["external_id"], time.time()))
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
+    async def hand_over() -> None:
+        while True:
+            await asyncio.sleep(ARRIVAL_BATCH_S)
+            if stamped:
+                arrivals.put(stamped.copy())
+                stamped.clear()
+
     async def serve() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=256)
         ready.set()
-        await server.serve_forever()
+        await asyncio.gather(server.serve_forever(), hand_over())
 
     with collector_paused():
-        asyncio.run(serve())
+        uvloop.run(serve())
 
 
 # --- open-loop load at a fixed rate -------------------------------------------------------
@@ -279,7 +291,7 @@ def fixed_rate_creates(
     process's heap) would send the requests due during it in one burst, and the server's
     queueing of that burst would read as its own latency."""
     with collector_paused():
-        return asyncio.run(_fixed_rate_creates(base_url, headers, firm_id, rate, seconds))
+        return uvloop.run(_fixed_rate_creates(base_url, headers, firm_id, rate, seconds))
 
 
 @contextmanager
@@ -603,11 +615,12 @@ def half_rate_run(
     deadline = time.monotonic() + 30
     while len(received) < len(returned) and time.monotonic() < deadline:
         try:
-            external_id, arrived = arrivals.get(timeout=1)
-            if external_id in returned:
-                received.setdefault(external_id, arrived)
+            batch = arrivals.get(timeout=1)
         except queue.Empty:
             continue
+        for external_id, arrived in batch:
+            if external_id in returned:
+                received.setdefault(external_id, arrived)
     delays = sorted((received[k] - returned[k]) * 1000 for k in returned if k in received)
     return {
         "achieved_rps": load["achieved_rps"],

@@ -66,6 +66,7 @@ def test_webhook_lifecycle(client: httpx.Client, receiver: Receiver) -> None:
     created = register(client, receiver.url, description="all invoices")
     assert created["secret"].startswith("whsec_")
     assert created["status"] == "Enabled"
+    assert created["created_at"] == created["updated_at"]
     webhook_id = created["webhook_id"]
 
     listed = client.get(f"{API}/webhooks").json()["webhooks"]

@@ -356,6 +356,21 @@ def test_non_json_content_type_is_415(client: httpx.Client, firm: Firm, content_
     assert_not_stored(client, body)
 
 
+def test_a_body_without_content_type_is_415(client: httpx.Client, firm: Firm) -> None:
+    body = invoice_body(firm)
+    response = client.post(INVOICES, content=json.dumps(body).encode())
+    assert "content-type" not in response.request.headers
+    assert_problem(response, 415, "unsupported_media_type")
+    assert_not_stored(client, body)
+
+
+def test_no_body_at_all_is_400_naming_the_body(client: httpx.Client) -> None:
+    response = client.post(INVOICES)
+    assert "content-type" not in response.request.headers
+    problem = assert_problem(response, 400, "validation_error", "body")
+    assert {"field": "body", "message": "is required"} in problem["error_context"]["fields"]
+
+
 def test_json_with_charset_is_accepted(client: httpx.Client, firm: Firm) -> None:
     body = minimal_body(firm)
     response = client.post(

@@ -133,13 +133,21 @@ def _is_json_content_type(request: Request) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def _sent_a_body_not_declared_json(request: Request) -> bool:
+    """A body sent with another media type, or with none (a client that forgot the
+    header): the framework does not parse it as JSON, and "415, send application/json"
+    says why, where validating the raw bytes would only say "not an object"."""
+    if _is_json_content_type(request):
+        return False
+    if request.headers.get("content-type"):
+        return True
+    declared = request.headers.get("content-length", "0")
+    return declared not in ("", "0") or "transfer-encoding" in request.headers
+
+
 def validation_problem(request: Request, errors: Sequence[Any]) -> ProblemError:
     has_body_error = any(e["loc"] and e["loc"][0] == "body" for e in errors)
-    if (
-        has_body_error
-        and request.headers.get("content-type")
-        and not _is_json_content_type(request)
-    ):
+    if has_body_error and _sent_a_body_not_declared_json(request):
         return ProblemError(
             415, "unsupported_media_type", "The request body must be sent as application/json."
         )

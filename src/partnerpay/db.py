@@ -23,6 +23,7 @@ from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -87,6 +88,14 @@ def table_of(model: type[Base]) -> Table:
 
 def utcnow() -> datetime:
     return truncate_to_millis(datetime.now(UTC))
+
+
+def same_instant_as_created_at(context: DefaultExecutionContext) -> datetime:
+    """``updated_at``'s default: the new row's own ``created_at`` (SQLAlchemy fills in
+    defaults in column order, so ``created_at`` must come first). Two calls of ``utcnow``
+    could straddle a millisecond, and a new row would look updated."""
+    created_at: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
+    return created_at
 
 
 def new_id() -> uuid.UUID:

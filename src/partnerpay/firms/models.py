@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from partnerpay.db import Base, new_id, utcnow
+from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
 
 
 class FirmStatus(StrEnum):
@@ -38,7 +38,7 @@ class Firm(Base):
     surcharge_enabled: Mapped[bool] = mapped_column(default=False)
     surcharge_percent: Mapped[str] = mapped_column(String(10), default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=same_instant_as_created_at)
 
     accounts: Mapped[list["SettlementAccount"]] = relationship(
         back_populates="firm", lazy="joined", order_by="SettlementAccount.account_type"

@@ -39,7 +39,6 @@ def create_firm(
     firm_id: uuid.UUID | None = None,
 ) -> Firm:
     _require_office_account_for(status, data.office_account is not None)
-    now = utcnow()
     firm = Firm(
         id=firm_id or uuid.uuid4(),
         partner_id=partner_id,
@@ -51,8 +50,6 @@ def create_firm(
         metadata_=data.metadata,
         surcharge_enabled=data.surcharge_percent is not None,
         surcharge_percent=data.surcharge_percent or "0",
-        created_at=now,
-        updated_at=now,
     )
     accounts = [(AccountType.OFFICE, data.office_account), (AccountType.TRUST, data.trust_account)]
     firm.accounts = [_account(kind, account) for kind, account in accounts if account]

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from partnerpay.db import Base, new_id, utcnow
+from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment
 
 
@@ -96,7 +96,7 @@ class Invoice(Base):
     surcharge_choice_override: Mapped[str] = mapped_column(String(16))
     payment_redirect_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=same_instant_as_created_at)
 
     payments: Mapped[list[Payment]] = relationship(order_by=Payment.created_at, viewonly=True)
 

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from partnerpay.db import Base, new_id, utcnow
+from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
 
 
 class Topic(StrEnum):
@@ -46,7 +46,7 @@ class Webhook(Base):
     secret: Mapped[str] = mapped_column(String(64))
     failing_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=same_instant_as_created_at)
 
 
 class WebhookEvent(Base):

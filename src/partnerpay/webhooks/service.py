@@ -109,7 +109,6 @@ def _save(session: Session, webhook: Webhook) -> Webhook:
 def create_webhook(
     session: Session, partner_id: uuid.UUID, data: WebhookIn, env: Environment
 ) -> Webhook:
-    now = utcnow()
     webhook = Webhook(
         partner_id=partner_id,
         name=data.name,
@@ -120,8 +119,6 @@ def create_webhook(
         events_key=_events_key(data.events),
         authentication=data.authentication.model_dump() if data.authentication else None,
         secret=_new_secret(),
-        created_at=now,
-        updated_at=now,
     )
     session.add(webhook)
     return _save(session, webhook)

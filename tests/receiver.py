@@ -26,6 +26,13 @@ class Received:
         return envelope
 
 
+class _LoopbackServer(ThreadingHTTPServer):
+    # The standard library's backlog of 5 drops connections when dispatchers send dozens at
+    # once; a real server's is far longer.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class Receiver:
     """Answers each POST with ``answer(n)`` (n counts from 1), 200 by default."""
 
@@ -37,7 +44,7 @@ class Receiver:
         self.delay_s = 0.0
         self.answered = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _LoopbackServer | None = None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -64,8 +71,7 @@ class Receiver:
 
     @contextmanager
     def running(self) -> Iterator[Receiver]:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        server.daemon_threads = True
+        server = _LoopbackServer(("127.0.0.1", self.port), self._handler())
         self._server = server
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -105,7 +105,10 @@ def test_two_workers_deliver_each_event_once(
         pytest.skip("several workers share one database on PostgreSQL")
     partner = create_partner(own_database)
     firm = create_firm(own_database, partner)
-    api_only = {**SLOW_RETRIES, "PARTNERPAY_RUN_DISPATCHER": "false"}
+    # A long timeout: on a loaded machine an answer slower than 3 s would be retried and
+    # arrive twice, as it should; here a second copy may only mean two workers sent it.
+    patient = {**SLOW_RETRIES, "PARTNERPAY_WEBHOOK_TIMEOUT": "30"}
+    api_only = {**patient, "PARTNERPAY_RUN_DISPATCHER": "false"}
     with ExitStack() as stack:
         receiver = stack.enter_context(Receiver().running())
         server = stack.enter_context(
@@ -113,7 +116,7 @@ def test_two_workers_deliver_each_event_once(
         )
         for name in ("worker-1", "worker-2"):
             stack.enter_context(
-                worker_process(fresh_database_url, tmp_path / f"{name}.log", SLOW_RETRIES)
+                worker_process(fresh_database_url, tmp_path / f"{name}.log", patient)
             )
         with httpx.Client(base_url=server.base_url, headers=partner.headers) as client:
             subscribe(client, receiver.url)
@@ -123,6 +126,43 @@ def test_two_workers_deliver_each_event_once(
         webhook_ids = [r.headers["webhook-id"] for r in received]
         assert len(set(webhook_ids)) == 1000
         assert len(webhook_ids) == 1000
+
+
+def test_a_slow_receiver_gets_a_backlog_once(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A dispatcher claims a backlog in one batch and sends one webhook's share one after
+    another; at half a second an answer, the batch outlasts its lease (the 1 s timeout plus
+    the margin), and no attempt may go out a second time when it runs out."""
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    quick_timeout = {**SLOW_RETRIES, "PARTNERPAY_WEBHOOK_TIMEOUT": "1"}
+    log = tmp_path / "server.log"
+    with Receiver().running() as receiver:
+        receiver.delay_s = 0.5
+        backlog = {**quick_timeout, "PARTNERPAY_RUN_DISPATCHER": "false"}
+        with Server.start(fresh_database_url, log, env=backlog) as first:
+            with httpx.Client(base_url=first.base_url, headers=partner.headers) as client:
+                subscribe(client, receiver.url)
+            post_invoices(first, partner, firm, count=24, threads=2)
+
+        with (
+            Server.start(fresh_database_url, log, env=quick_timeout) as second,
+            httpx.Client(base_url=second.base_url, headers=partner.headers) as client,
+        ):
+
+            def all_sent() -> list[dict[str, Any]] | None:
+                events = client.get(f"{API}/events", params={"limit": 100}).json()["events"]
+                return events if all(e["status"] == "sent" for e in events) else None
+
+            events = wait_until(all_sent, 60, "every event to be sent")
+            received = receiver.snapshot()
+
+    assert len(events) == 24
+    assert sorted(r.headers["webhook-id"] for r in received) == sorted(
+        e["webhook_event_id"] for e in events
+    )
+    assert {e["deliveries"][0]["attempts"] for e in events} == {1}
 
 
 def test_production_refuses_private_destinations(

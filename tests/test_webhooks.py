@@ -12,7 +12,7 @@ from standardwebhooks import Webhook as Verifier
 
 from partnerpay.config import Settings
 from partnerpay.db import Database, plain_postgres_connection
-from partnerpay.webhooks.models import Topic
+from partnerpay.webhooks.models import Topic, WebhookDelivery
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.service import (
     NOTIFY_CHANNEL,
@@ -20,7 +20,7 @@ from partnerpay.webhooks.service import (
     emit_event,
     redeliver_event,
 )
-from partnerpay.webhooks.tasks import Outcome, claim_due, record_outcomes
+from partnerpay.webhooks.tasks import NOT_SENT, Outcome, claim_due, record_outcomes
 from tests.receiver import Receiver
 from tests.support import (
     API,
@@ -322,6 +322,34 @@ def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(
         record_outcomes(session, [(attempt, Outcome(200, None))], settings)
         session.commit()
     with database.session() as session:
+        (again,) = claim_due(session, 10, timedelta(seconds=60))
+        session.commit()
+    assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+    database.dispose()
+
+
+def test_an_attempt_handed_back_unsent_keeps_its_place(fresh_database_url: str) -> None:
+    """An attempt too late to start goes back as if never claimed: its due time, no attempt
+    time, and the same attempt number when it is claimed again."""
+    database = Database(fresh_database_url)
+    partner = create_partner(database)
+    settings = Settings(database_url=fresh_database_url)
+    with database.session() as session:
+        hook = WebhookIn(name="h", url="http://127.0.0.1:9/hook", events=[Topic.INVOICE_CREATED])
+        create_webhook(session, partner.id, hook, settings.env)
+        emit_event(session, partner.id, Topic.INVOICE_CREATED, "inv-1", {"n": 1})
+        session.commit()
+    with database.session() as session:
+        (attempt,) = claim_due(session, 10, timedelta(seconds=60))
+        session.commit()
+    with database.session() as session:
+        record_outcomes(session, [(attempt, NOT_SENT)], settings)
+        session.commit()
+    with database.session() as session:
+        delivery = session.get(WebhookDelivery, attempt.delivery_id)
+        assert delivery is not None
+        assert (delivery.attempts, delivery.last_attempt_at) == (0, None)
+        assert delivery.next_attempt_at == attempt.due_at
         (again,) = claim_due(session, 10, timedelta(seconds=60))
         session.commit()
     assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)

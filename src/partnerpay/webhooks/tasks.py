@@ -4,7 +4,9 @@ It runs as a thread inside ``partnerpay serve`` and alone as ``partnerpay worker
 number of dispatchers can share one database: a delivery is claimed in a short
 transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in at a
 time), which moves its ``next_attempt_at`` past the attempt's timeout, so no other
-dispatcher takes it while the attempt is under way. A new event wakes dispatchers at
+dispatcher takes it while the attempt is under way. One webhook's share of a batch is sent
+one attempt after another, so an attempt that cannot start soon enough to finish inside its
+lease is handed back unsent rather than sent late. A new event wakes dispatchers at
 once (in-process, and through ``LISTEN``/``NOTIFY`` on PostgreSQL); retries are woken by
 their due time.
 """
@@ -15,6 +17,7 @@ import base64
 import logging
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -44,6 +47,11 @@ from partnerpay.webhooks.service import NOTIFY_CHANNEL, on_new_events
 logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 5.0
+# An attempt starts within this long of its claim or is handed back: started later, it could
+# outlast its lease (the timeout plus the margin) before its outcome is recorded, and another
+# dispatcher would send it again. It matters when one webhook's share of a batch waits
+# behind a slow receiver.
+START_WITHIN_S = LEASE_MARGIN_S / 2
 # A dispatcher cycle (one write transaction) waits this long for more work to join it:
 # woken by every commit and every finished attempt, it would otherwise run a transaction
 # per event and compete with the API for the database's write slot (docs/performance.md).
@@ -53,10 +61,14 @@ USER_AGENT = "partnerpay-webhooks/1"
 
 @dataclass(frozen=True)
 class Attempt:
-    """A claimed delivery, with everything needed to send it outside a transaction."""
+    """A claimed delivery, with everything needed to send it outside a transaction, and
+    the delivery's schedule before the claim, which a hand back restores."""
 
     delivery_id: uuid.UUID
     number: int  # the delivery's attempts, counting this one
+    start_by: float  # time.monotonic(): send by then or hand back
+    due_at: datetime
+    previous_attempt_at: datetime | None
     event_id: uuid.UUID
     webhook_id: uuid.UUID
     payload: str
@@ -69,11 +81,14 @@ class Attempt:
 class Outcome:
     status_code: int | None
     error: str | None
+    sent: bool = True
 
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+
+NOT_SENT = Outcome(status_code=None, error=None, sent=False)
 
 # The dispatcher's statements are built once: it runs them many times a second, and
 # building a statement cost more than running it (docs/performance.md).
@@ -81,6 +96,8 @@ _DUE = (
     select(
         WebhookDelivery.id,
         WebhookDelivery.attempts,
+        WebhookDelivery.next_attempt_at,
+        WebhookDelivery.last_attempt_at,
         WebhookDelivery.event_id,
         WebhookDelivery.webhook_id,
         WebhookEvent.payload,
@@ -130,6 +147,19 @@ _MARK_SENT = (
         next_attempt_at=None,
     )
 )
+_HAND_BACK = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.id == bindparam("delivery_id"),
+        _deliveries.c.attempts == bindparam("number"),
+        _deliveries.c.status == DeliveryStatus.PENDING,
+    )
+    .values(
+        attempts=_deliveries.c.attempts - 1,
+        next_attempt_at=bindparam("due_at"),
+        last_attempt_at=bindparam("previous_attempt_at"),
+    )
+)
 _webhooks = table_of(Webhook)
 _MARK_HEALTHY = (
     update(_webhooks)
@@ -144,12 +174,15 @@ _MARK_HEALTHY = (
 def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
     """Take up to ``limit`` due deliveries of enabled webhooks and lease them (in the
     caller's transaction: it must commit before sending)."""
-    now = utcnow()
+    now, start_by = utcnow(), time.monotonic() + START_WITHIN_S
     due = session.execute(_DUE, {"now": now, "limit": limit}).all()
     attempts = [
         Attempt(
             row.id,
             row.attempts + 1,
+            start_by,
+            row.next_attempt_at,
+            row.last_attempt_at,
             row.event_id,
             row.webhook_id,
             row.payload,
@@ -249,10 +282,25 @@ def record_outcomes(
     session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
 ) -> int:
     """Record what attempts came to (in the caller's transaction); how many deliveries
-    failed for good. Successes, nearly all of them, are recorded in two statements.
+    failed for good. Successes, nearly all of them, are recorded in two statements; an
+    attempt handed back unsent gets its delivery's schedule back, in one.
 
     An outcome only counts while its delivery is still pending on that attempt: a delivery
     redelivered (or deleted) since it was claimed keeps its newer state."""
+    handed_back = [attempt for attempt, outcome in finished if not outcome.sent]
+    if handed_back:
+        session.execute(
+            _HAND_BACK,
+            [
+                {
+                    "delivery_id": attempt.delivery_id,
+                    "number": attempt.number,
+                    "due_at": attempt.due_at,
+                    "previous_attempt_at": attempt.previous_attempt_at,
+                }
+                for attempt in handed_back
+            ],
+        )
     sent = [(attempt, outcome) for attempt, outcome in finished if outcome.succeeded]
     if sent:
         session.execute(
@@ -270,7 +318,7 @@ def record_outcomes(
     return sum(
         _record_failure(session, attempt, outcome, settings) == DeliveryStatus.FAILED
         for attempt, outcome in finished
-        if not outcome.succeeded
+        if outcome.sent and not outcome.succeeded
     )
 
 
@@ -433,8 +481,12 @@ class Dispatcher:
             self._wake.wait(wait)
 
     def _attempt(self, attempt: Attempt) -> None:
-        """Send, and hand the outcome to the loop, which records it with others."""
+        """Send, and hand the outcome to the loop, which records it with others; too late
+        to start, hand the attempt back unsent."""
         try:
+            if time.monotonic() > attempt.start_by:
+                self._finished.put((attempt, NOT_SENT))
+                return
             outcome = self._sender.send(attempt)
             WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
             if not outcome.succeeded:

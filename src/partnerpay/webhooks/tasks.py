@@ -54,9 +54,8 @@ LEASE_MARGIN_S = 5.0
 START_WITHIN_S = LEASE_MARGIN_S / 2
 # A dispatcher cycle (one write transaction) waits this long for more work to join it:
 # woken by every commit and every finished attempt, it would otherwise run a transaction
-# per event and compete with the API for the database's write slot and the CPU
-# (docs/performance.md). A cycle that filled every free slot does not wait: more is due.
-LINGER_S = 0.05
+# per event and compete with the API for the database's write slot (docs/performance.md).
+LINGER_S = 0.02
 USER_AGENT = "partnerpay-webhooks/1"
 
 
@@ -430,21 +429,18 @@ class Dispatcher:
             session.commit()
 
     def run(self) -> None:
-        linger = LINGER_S
-        while not self._stopping.wait(linger):
+        while not self._stopping.wait(LINGER_S):
             self._wake.clear()
             try:
-                claimed, asked = self._claim_and_send()
+                claimed = self._claim_and_send()
                 if not claimed:
                     self._sleep_until_due()
-                linger = 0.0 if claimed == asked else LINGER_S
             except Exception:
                 logger.exception("webhook dispatcher loop failed; retrying")
                 self._stopping.wait(self.settings.webhook_poll_interval)
 
-    def _claim_and_send(self) -> tuple[int, int]:
-        """One write transaction: record the attempts that have finished, claim more; how
-        many it claimed, and how many it asked for (the free slots)."""
+    def _claim_and_send(self) -> int:
+        """One write transaction: record the attempts that have finished, claim more."""
         free = self._acquire_free_slots()
         with self.database.session() as session:
             self._record_finished(session)
@@ -454,7 +450,7 @@ class Dispatcher:
             self._slots.release()
         for in_order in _per_webhook(attempts):
             self._executor.submit(self._attempt_each, in_order)
-        return len(attempts), free
+        return len(attempts)
 
     def _attempt_each(self, attempts: list[Attempt]) -> None:
         for attempt in attempts:

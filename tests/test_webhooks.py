@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +23,7 @@ from partnerpay.webhooks.service import (
     emit_event,
     redeliver_event,
 )
-from partnerpay.webhooks.tasks import NOT_SENT, Outcome, claim_due, record_outcomes
+from partnerpay.webhooks.tasks import NOT_SENT, Attempt, Outcome, claim_due, record_outcomes
 from tests.receiver import Receiver
 from tests.support import (
     API,
@@ -300,11 +303,24 @@ def test_another_partners_events_are_invisible(
         assert redeliver.status_code == 404
 
 
-def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(
-    fresh_database_url: str,
-) -> None:
-    """The dispatcher records outcomes a moment after sending; a redelivery asked for in
-    between must still be sent."""
+@dataclass(frozen=True)
+class Claimed:
+    database: Database
+    partner_id: uuid.UUID
+    settings: Settings
+    attempt: Attempt
+
+
+def claim_one(database: Database) -> Attempt:
+    with database.session() as session:
+        (attempt,) = claim_due(session, 10, timedelta(seconds=60))
+        session.commit()
+    return attempt
+
+
+@pytest.fixture
+def claimed(fresh_database_url: str) -> Iterator[Claimed]:
+    """One event for one webhook, its delivery claimed by a dispatcher."""
     database = Database(fresh_database_url)
     partner = create_partner(database)
     settings = Settings(database_url=fresh_database_url)
@@ -313,44 +329,34 @@ def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(
         create_webhook(session, partner.id, hook, settings.env)
         emit_event(session, partner.id, Topic.INVOICE_CREATED, "inv-1", {"n": 1})
         session.commit()
-    with database.session() as session:
-        (attempt,) = claim_due(session, 10, timedelta(seconds=60))
-        session.commit()
-    with database.session() as session:
-        redeliver_event(session, partner.id, str(attempt.event_id))
-    with database.session() as session:
-        record_outcomes(session, [(attempt, Outcome(200, None))], settings)
-        session.commit()
-    with database.session() as session:
-        (again,) = claim_due(session, 10, timedelta(seconds=60))
-        session.commit()
-    assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+    yield Claimed(database, partner.id, settings, claim_one(database))
     database.dispose()
 
 
-def test_an_attempt_handed_back_unsent_keeps_its_place(fresh_database_url: str) -> None:
+def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(claimed: Claimed) -> None:
+    """The dispatcher records outcomes a moment after sending; a redelivery asked for in
+    between must still be sent."""
+    database, attempt = claimed.database, claimed.attempt
+    with database.session() as session:
+        redeliver_event(session, claimed.partner_id, str(attempt.event_id))
+    with database.session() as session:
+        record_outcomes(session, [(attempt, Outcome(200, None))], claimed.settings)
+        session.commit()
+    again = claim_one(database)
+    assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+
+
+def test_an_attempt_handed_back_unsent_keeps_its_place(claimed: Claimed) -> None:
     """An attempt too late to start goes back as if never claimed: its due time, no attempt
     time, and the same attempt number when it is claimed again."""
-    database = Database(fresh_database_url)
-    partner = create_partner(database)
-    settings = Settings(database_url=fresh_database_url)
+    database, attempt = claimed.database, claimed.attempt
     with database.session() as session:
-        hook = WebhookIn(name="h", url="http://127.0.0.1:9/hook", events=[Topic.INVOICE_CREATED])
-        create_webhook(session, partner.id, hook, settings.env)
-        emit_event(session, partner.id, Topic.INVOICE_CREATED, "inv-1", {"n": 1})
-        session.commit()
-    with database.session() as session:
-        (attempt,) = claim_due(session, 10, timedelta(seconds=60))
-        session.commit()
-    with database.session() as session:
-        record_outcomes(session, [(attempt, NOT_SENT)], settings)
+        record_outcomes(session, [(attempt, NOT_SENT)], claimed.settings)
         session.commit()
     with database.session() as session:
         delivery = session.get(WebhookDelivery, attempt.delivery_id)
         assert delivery is not None
         assert (delivery.attempts, delivery.last_attempt_at) == (0, None)
         assert delivery.next_attempt_at == attempt.due_at
-        (again,) = claim_due(session, 10, timedelta(seconds=60))
-        session.commit()
+    again = claim_one(database)
     assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
-    database.dispose()

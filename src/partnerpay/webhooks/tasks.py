@@ -133,32 +133,22 @@ _FAIL_DISABLED = (
         status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="the webhook is disabled"
     )
 )
-_MARK_SENT = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.id == bindparam("delivery_id"),
-        _deliveries.c.attempts == bindparam("number"),
-        _deliveries.c.status == DeliveryStatus.PENDING,
-    )
-    .values(
-        status=DeliveryStatus.SENT,
-        last_status_code=bindparam("status_code"),
-        last_error=None,
-        next_attempt_at=None,
-    )
+# An attempt's outcome only counts while its delivery is still pending on that attempt.
+_ON_ATTEMPT = update(_deliveries).where(
+    _deliveries.c.id == bindparam("delivery_id"),
+    _deliveries.c.attempts == bindparam("number"),
+    _deliveries.c.status == DeliveryStatus.PENDING,
 )
-_HAND_BACK = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.id == bindparam("delivery_id"),
-        _deliveries.c.attempts == bindparam("number"),
-        _deliveries.c.status == DeliveryStatus.PENDING,
-    )
-    .values(
-        attempts=_deliveries.c.attempts - 1,
-        next_attempt_at=bindparam("due_at"),
-        last_attempt_at=bindparam("previous_attempt_at"),
-    )
+_MARK_SENT = _ON_ATTEMPT.values(
+    status=DeliveryStatus.SENT,
+    last_status_code=bindparam("status_code"),
+    last_error=None,
+    next_attempt_at=None,
+)
+_HAND_BACK = _ON_ATTEMPT.values(
+    attempts=_deliveries.c.attempts - 1,
+    next_attempt_at=bindparam("due_at"),
+    last_attempt_at=bindparam("previous_attempt_at"),
 )
 _webhooks = table_of(Webhook)
 _MARK_HEALTHY = (

@@ -26,7 +26,7 @@ from partnerpay.payments.routes import pay_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
-from partnerpay.processes import settle_garbage_collector
+from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.service import count_backlog
 from partnerpay.webhooks.tasks import Dispatcher
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None
         if dispatcher:
             dispatcher.start()
-        settle_garbage_collector()
+        freeze_startup_objects()
         try:
             yield
         finally:

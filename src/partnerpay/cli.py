@@ -26,7 +26,7 @@ from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
 from partnerpay.problems import ProblemError, field_path
-from partnerpay.processes import settle_garbage_collector
+from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
@@ -109,7 +109,7 @@ def worker(
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    settle_garbage_collector()
+    freeze_startup_objects()
     dispatcher.start()
     typer.echo("webhook worker started")
     stopping.wait()

@@ -76,6 +76,8 @@ MAX_STEAL_PCT = float(os.environ.get("BENCH_MAX_STEAL_PCT", "5"))
 STEAL_RETRIES = 3
 STEAL_PAUSE_S = 5.0
 ARRIVAL_BATCH_S = 0.2
+DRAIN_DEADLINE_S = 120.0
+DRAIN_POLL_S = 0.2
 CLOSED_LOOP_PHASES = ("healthz", "create", "get_by_id", "get_by_external_id")
 API = "/api/v3/partner"
 
@@ -636,11 +638,11 @@ def half_rate(
     ``HALF_RATE_RUNS`` runs; each figure is the median of the runs' own, and the backlog
     counts as growing if it grew in any.
 
-    Each run measures the maximum first (a wrk create run, with no webhook subscribed, as
-    in the closed-loop phase), then posts at half of it with a webhook subscribed. Half of
-    the closed-loop phase's best run would be half of the machine's fastest minutes: this
-    VM's speed changes by up to two times within seconds (docs/performance.md), so a fixed
-    rate was half of its capacity in one minute and all of it in another.
+    Each run measures the maximum first (a wrk create run with the webhook subscribed), then
+    posts at half of it (:func:`half_rate_pair`). Half of the closed-loop phase's best run
+    would be half of the machine's fastest minutes: this VM's speed changes by up to two
+    times within seconds (docs/performance.md), so a fixed rate was half of its capacity in
+    one minute and all of it in another.
 
     Several runs, not one: a run's p99 rests on its slowest twenty requests, so a single
     slow second of the machine decided it. The median of three needs two runs to meet a
@@ -668,6 +670,7 @@ def half_rate(
     grows = any(
         run["backlog_slope_per_s"] > BACKLOG_GROWTH_PER_S
         or run["webhooks_received"] < run["webhooks_expected"]
+        or run["backlog_drained_s"] is None
         for run in runs
     )
     figures = (
@@ -701,19 +704,37 @@ def half_rate_pair(
     hook: dict[str, Any],
     arrivals: Any,
 ) -> dict[str, Any]:
-    """A wrk create run, then creates at half its rate with ``hook`` subscribed; the steal
-    of the pair is the larger of its two runs'."""
-    closed = wrk(f"{base_url}{API}/invoices", wrk_env, "create_invoice.lua")
+    """A wrk create run and, once the deliveries it left are sent, creates at half its rate,
+    both with ``hook`` subscribed; the steal of the pair is the larger of its two runs'.
+
+    The maximum is taken with the webhook subscribed because the half-rate run has it: each
+    create there brings a delivery, which the worker and PostgreSQL pay for on the same two
+    cores. Half of a maximum taken without that work (the closed-loop phase's) loaded this
+    machine 75 to 92 % at "half" rate (docs/performance.md, session 11)."""
     with webhook_subscribed(base_url, headers, hook):
+        closed = wrk(f"{base_url}{API}/invoices", wrk_env, "create_invoice.lua")
+        drained_s = backlog_drained(base_url)
         run = half_rate_run(base_url, headers, firm_id, closed["rps"] / 2, arrivals)
     return {
         **run,
         "max_rps": closed["rps"],
         "max_run_steal_pct": closed["steal_pct"],
+        "backlog_drained_s": drained_s,
         "half_rate_steal_pct": run["steal_pct"],
         "steal_pct": max(closed["steal_pct"], run["steal_pct"]),
         "target_rps": round(closed["rps"] / 2, 1),
     }
+
+
+def backlog_drained(base_url: str) -> float | None:
+    """Seconds until no delivery is due (the wrk run leaves some: the worker sends while it
+    runs but falls behind), or ``None`` if some still were after ``DRAIN_DEADLINE_S``."""
+    start = time.monotonic()
+    while time.monotonic() - start < DRAIN_DEADLINE_S:
+        if backlog_depth(httpx.get(f"{base_url}/metrics").text) == 0:
+            return round(time.monotonic() - start, 1)
+        time.sleep(DRAIN_POLL_S)
+    return None
 
 
 @contextmanager
@@ -929,11 +950,17 @@ def markdown(report: dict[str, Any]) -> str:
             [run["create_p99_ms"] for run in half_runs],
             [run["half_rate_steal_pct"] for run in half_runs],
         )
+        drained = ", ".join(
+            "never" if run["backlog_drained_s"] is None else f"{run['backlog_drained_s']} s"
+            for run in half_runs
+        )
         small, large = scale["at_small"], scale["at_large"]
         lines += [
             "",
             f"Half rate, median of {len(half_runs)} runs, each at half of a create run of its "
-            f"own just before it ({maxima} creates/s): {half['achieved_rps']} creates/s; "
+            f"own just before it, with the webhook subscribed ({maxima} creates/s; the "
+            f"closed-loop phase's, without it: {result['create']['rps']}; the deliveries each "
+            f"left were sent in {drained}): {half['achieved_rps']} creates/s; "
             f"create p50 {half['create_p50_ms']} ms; each run's create p99 {p99s} ms; "
             f"webhook p50 {half['webhook_p50_ms']} ms; {half['webhooks_received']} of "
             f"{half['webhooks_expected']} webhooks received. GET by external id at "

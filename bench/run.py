@@ -741,8 +741,9 @@ def half_rate_pair(
 
 
 def backlog_drained(base_url: str) -> float | None:
-    """Seconds until no delivery is due (the wrk run leaves some: the worker sends while it
-    runs but falls behind), or ``None`` if some still were after ``DRAIN_DEADLINE_S``."""
+    """Seconds until no delivery is due (the wrk run may leave some: the worker sends while
+    it runs, on the same two cores), or ``None`` if some still were after
+    ``DRAIN_DEADLINE_S``."""
     start = time.monotonic()
     while time.monotonic() - start < DRAIN_DEADLINE_S:
         if backlog_depth(httpx.get(f"{base_url}/metrics").text) == 0:

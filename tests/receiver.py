@@ -43,6 +43,8 @@ class Receiver:
         self.answer: Callable[[int], int] = lambda _n: 200
         self.delay_s = 0.0
         self.answered = 0
+        self.most_in_flight = 0  # the most POSTs under way at once
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._server: _LoopbackServer | None = None
 
@@ -57,12 +59,15 @@ class Receiver:
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     status = receiver.answer(len(receiver.received))
+                    receiver._in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver._in_flight)
                 time.sleep(receiver.delay_s)  # a slow receiver, when a test asks for one
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
                 with receiver._lock:
                     receiver.answered += 1
+                    receiver._in_flight -= 1
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -165,6 +165,32 @@ def test_a_slow_receiver_gets_a_backlog_once(
     assert {e["deliveries"][0]["attempts"] for e in events} == {1}
 
 
+def test_a_dispatcher_has_more_than_sixteen_attempts_under_way(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """One event for twenty webhooks: each webhook's attempt goes out on its own, and with
+    the default concurrency (64) all twenty are under way at once at a receiver that takes
+    a second to answer. At 16 a dispatcher delivered too few a second to keep up with the
+    API (docs/performance.md, session 11)."""
+    partner = create_partner(own_database)
+    firm = create_firm(own_database, partner)
+    hooks = 20
+    with (
+        Receiver().running() as receiver,
+        Server.start(fresh_database_url, tmp_path / "server.log", env=SLOW_RETRIES) as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers) as client,
+    ):
+        receiver.delay_s = 1.0
+        for n in range(hooks):
+            subscribe(client, f"{receiver.url}/{n}")
+        post_invoices(server, partner, firm, count=1, threads=1)
+        received = receiver.wait_for(hooks)
+        wait_until(lambda: receiver.answered == hooks, 10, "every answer")
+
+    assert len({r.path for r in received}) == hooks
+    assert receiver.most_in_flight == hooks
+
+
 def test_production_refuses_private_destinations(
     own_database: Database, fresh_database_url: str, tmp_path: Path
 ) -> None:

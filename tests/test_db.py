@@ -6,7 +6,8 @@ from sqlalchemy import text
 
 from partnerpay.db import SQLITE_WAL_SIZE_LIMIT_BYTES, Database
 
-BIG_TRANSACTION_BYTES = SQLITE_WAL_SIZE_LIMIT_BYTES + 16 * 1024 * 1024
+MIB = 1024 * 1024
+BIG_TRANSACTION_MIB = SQLITE_WAL_SIZE_LIMIT_BYTES // MIB + 16
 
 
 def test_sqlite_wal_file_shrinks_back_after_a_large_transaction(tmp_path: Path) -> None:
@@ -20,9 +21,9 @@ def test_sqlite_wal_file_shrinks_back_after_a_large_transaction(tmp_path: Path) 
             session.execute(
                 text(
                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :m) "
-                    "INSERT INTO blobs SELECT randomblob(1048576) FROM n"
+                    "INSERT INTO blobs SELECT randomblob(:mib) FROM n"
                 ),
-                {"m": BIG_TRANSACTION_BYTES // 1048576},
+                {"m": BIG_TRANSACTION_MIB, "mib": MIB},
             )
             session.commit()
         assert wal.stat().st_size > SQLITE_WAL_SIZE_LIMIT_BYTES

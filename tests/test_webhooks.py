@@ -15,12 +15,13 @@ from standardwebhooks import Webhook as Verifier
 
 from partnerpay.config import Settings
 from partnerpay.db import Database, plain_postgres_connection
-from partnerpay.webhooks.models import Topic, WebhookDelivery
+from partnerpay.webhooks.models import DeliveryStatus, Topic, WebhookDelivery
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.service import (
     NOTIFY_CHANNEL,
     create_webhook,
     emit_event,
+    get_event,
     redeliver_event,
 )
 from partnerpay.webhooks.tasks import NOT_SENT, Attempt, Outcome, claim_due, record_outcomes
@@ -344,6 +345,49 @@ def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(claimed: Claime
         session.commit()
     again = claim_one(database)
     assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+
+
+def test_a_redelivery_is_queued_even_when_an_outcome_lands_after_it_read_the_event(
+    claimed: Claimed,
+) -> None:
+    """PostgreSQL lets the dispatcher record an outcome between a redelivery's read of the
+    event and its write; the delivery must still end up pending (SQLite lets one writer in
+    at a time, so there the two cannot interleave)."""
+    database, attempt = claimed.database, claimed.attempt
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    with database.session() as redelivery:
+        event = get_event(redelivery, claimed.partner_id, attempt.event_id)
+        assert [delivery.status for delivery in event.deliveries] == [DeliveryStatus.PENDING]
+        with database.session() as dispatcher:
+            record_outcomes(dispatcher, [(attempt, Outcome(200, None))], claimed.settings)
+            dispatcher.commit()
+        redeliver_event(redelivery, claimed.partner_id, str(attempt.event_id))
+    again = claim_one(database)
+    assert (again.delivery_id, again.number) == (attempt.delivery_id, 1)
+
+
+def test_a_stale_outcome_does_not_settle_the_redelivered_attempt(claimed: Claimed) -> None:
+    """After a redelivery the next claim is attempt 1 again; the earlier attempt 1's outcome,
+    recorded late, must not count for it: here the new attempt fails, and must be retried."""
+    database, stale = claimed.database, claimed.attempt
+    with database.session() as session:
+        redeliver_event(session, claimed.partner_id, str(stale.event_id))
+    fresh = claim_one(database)
+    assert (fresh.delivery_id, fresh.number) == (stale.delivery_id, stale.number)
+    with database.session() as session:
+        record_outcomes(session, [(stale, Outcome(200, None))], claimed.settings)
+        record_outcomes(session, [(fresh, Outcome(500, None))], claimed.settings)
+        session.commit()
+    with database.session() as session:
+        delivery = session.get(WebhookDelivery, fresh.delivery_id)
+        assert delivery is not None
+        assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+            DeliveryStatus.PENDING,
+            1,
+            500,
+        )
+        assert delivery.next_attempt_at is not None
 
 
 def test_an_attempt_handed_back_unsent_keeps_its_place(claimed: Claimed) -> None:

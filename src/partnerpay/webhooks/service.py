@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
@@ -407,27 +408,34 @@ def get_event(session: Session, partner_id: uuid.UUID, event_id: str | uuid.UUID
 
 
 def redeliver_event(session: Session, partner_id: uuid.UUID, event_id: str) -> WebhookEvent:
-    """Queue the event again, from a first attempt, for every webhook subscribed to it now."""
+    """Queue the event again, from a first attempt, for every webhook subscribed to it now.
+
+    Existing deliveries are reset by one ``UPDATE`` that names every column, not through
+    the loaded objects: on PostgreSQL a dispatcher may mark a delivery sent after this
+    transaction read it as pending, and the ORM would then leave the unchanged-looking
+    status out of its ``UPDATE`` (the redelivery would be lost)."""
     outbox_row = get_event(session, partner_id, event_id)
     now = utcnow()
-    existing = {delivery.webhook_id: delivery for delivery in outbox_row.deliveries}
-    for webhook_id in _subscriber_ids(session, partner_id, Topic(outbox_row.topic)):
-        delivery = existing.get(webhook_id)
-        if delivery is None:
-            outbox_row.deliveries.append(
-                WebhookDelivery(
-                    webhook_id=webhook_id,
-                    status=DeliveryStatus.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-            )
-            continue
-        delivery.status, delivery.attempts, delivery.next_attempt_at = (
-            DeliveryStatus.PENDING,
-            0,
-            now,
+    subscribers = _subscriber_ids(session, partner_id, Topic(outbox_row.topic))
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.event_id == outbox_row.id,
+            WebhookDelivery.webhook_id.in_(subscribers),
         )
+        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
+    )
+    existing = {delivery.webhook_id for delivery in outbox_row.deliveries}
+    outbox_row.deliveries.extend(
+        WebhookDelivery(
+            webhook_id=webhook_id,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        for webhook_id in subscribers
+        if webhook_id not in existing
+    )
     _announce(session)
     session.commit()
     return outbox_row

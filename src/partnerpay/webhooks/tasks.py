@@ -66,6 +66,7 @@ class Attempt:
 
     delivery_id: uuid.UUID
     number: int  # the delivery's attempts, counting this one
+    claimed_at: datetime  # the delivery's last_attempt_at from this claim on: its lease's mark
     start_by: float  # time.monotonic(): send by then or hand back
     due_at: datetime
     previous_attempt_at: datetime | None
@@ -133,10 +134,13 @@ _FAIL_DISABLED = (
         status=DeliveryStatus.FAILED, next_attempt_at=None, last_error="the webhook is disabled"
     )
 )
-# An attempt's outcome only counts while its delivery is still pending on that attempt.
+# An attempt's outcome only counts while its delivery is still pending on that attempt. The
+# claim's time tells the attempt from a later one of the same number (a redelivery starts
+# the count again).
 _ON_ATTEMPT = update(_deliveries).where(
     _deliveries.c.id == bindparam("delivery_id"),
     _deliveries.c.attempts == bindparam("number"),
+    _deliveries.c.last_attempt_at == bindparam("claimed_at"),
     _deliveries.c.status == DeliveryStatus.PENDING,
 )
 _MARK_SENT = _ON_ATTEMPT.values(
@@ -170,6 +174,7 @@ def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
         Attempt(
             row.id,
             row.attempts + 1,
+            now,
             start_by,
             row.next_attempt_at,
             row.last_attempt_at,
@@ -268,6 +273,15 @@ class Sender:
         self._transport.close()
 
 
+def _attempt_key(attempt: Attempt) -> dict[str, Any]:
+    """The parameters by which :data:`_ON_ATTEMPT` finds the attempt's delivery."""
+    return {
+        "delivery_id": attempt.delivery_id,
+        "number": attempt.number,
+        "claimed_at": attempt.claimed_at,
+    }
+
+
 def record_outcomes(
     session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
 ) -> int:
@@ -283,8 +297,7 @@ def record_outcomes(
             _HAND_BACK,
             [
                 {
-                    "delivery_id": attempt.delivery_id,
-                    "number": attempt.number,
+                    **_attempt_key(attempt),
                     "due_at": attempt.due_at,
                     "previous_attempt_at": attempt.previous_attempt_at,
                 }
@@ -296,11 +309,7 @@ def record_outcomes(
         session.execute(
             _MARK_SENT,
             [
-                {
-                    "delivery_id": attempt.delivery_id,
-                    "number": attempt.number,
-                    "status_code": outcome.status_code,
-                }
+                {**_attempt_key(attempt), "status_code": outcome.status_code}
                 for attempt, outcome in sent
             ],
         )
@@ -321,6 +330,7 @@ def _record_failure(
     if (
         delivery is None
         or delivery.attempts != attempt.number
+        or delivery.last_attempt_at != attempt.claimed_at
         or delivery.status != DeliveryStatus.PENDING
     ):
         return None

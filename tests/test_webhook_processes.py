@@ -291,3 +291,34 @@ def test_firm_status_moves_are_events(
     assert [r.envelope["event"]["status"] for r in received] == ["Awaiting", "Active"]
     assert {r.envelope["event_type"] for r in received} == {"firm.status.updated"}
     assert received[1].envelope["event"]["firm_id"] == str(firm.id)
+
+
+def test_a_stalled_receiver_leaves_half_the_attempts_to_other_webhooks(
+    own_database: Database, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """One partner's receiver takes 6 s to answer and has more deliveries due than the
+    dispatcher has slots (4); another partner's event is still sent at once, through the
+    half of the slots the stalled webhook may not take."""
+    stalled, other = create_partner(own_database), create_partner(own_database)
+    stalled_firm, other_firm = create_firm(own_database, stalled), create_firm(own_database, other)
+    env = {
+        **SLOW_RETRIES,
+        "PARTNERPAY_WEBHOOK_CONCURRENCY": "4",
+        "PARTNERPAY_WEBHOOK_TIMEOUT": "10",
+    }
+    with (
+        Receiver().running() as slow_receiver,
+        Receiver().running() as receiver,
+        Server.start(fresh_database_url, tmp_path / "server.log", env=env) as server,
+        httpx.Client(base_url=server.base_url, headers=stalled.headers) as stalled_client,
+        httpx.Client(base_url=server.base_url, headers=other.headers) as other_client,
+    ):
+        slow_receiver.delay_s = 6.0
+        subscribe(stalled_client, slow_receiver.url)
+        post_invoices(server, stalled, stalled_firm, count=6, threads=1)
+        slow_receiver.wait_for(1)
+        subscribe(other_client, receiver.url)
+        post_invoices(server, other, other_firm, count=1, threads=1)
+        receiver.wait_for(1)
+        assert slow_receiver.answered == 0, "the other partner's event waited for a slot"
+        assert slow_receiver.most_in_flight <= 2

@@ -390,6 +390,24 @@ def test_a_stale_outcome_does_not_settle_the_redelivered_attempt(claimed: Claime
         assert delivery.next_attempt_at is not None
 
 
+def test_a_claim_passes_over_a_webhook_at_its_share(claimed: Claimed) -> None:
+    """With one attempt of its webhook under way and two more deliveries due, a share of two
+    lets one more be claimed; the other stays due and unleased, for a later claim."""
+    database, hook = claimed.database, claimed.attempt.webhook_id
+    with database.session() as session:
+        for n in (2, 3):
+            emit_event(session, claimed.partner_id, Topic.INVOICE_CREATED, f"inv-{n}", {"n": n})
+        session.commit()
+    lease = timedelta(seconds=60)
+    with database.session() as session:
+        assert claim_due(session, 10, lease, {hook: 2}, per_webhook=2) == []
+        (taken,) = claim_due(session, 10, lease, {hook: 1}, per_webhook=2)
+        session.commit()
+    left = claim_one(database)
+    assert (taken.number, left.number) == (1, 1)
+    assert taken.delivery_id != left.delivery_id
+
+
 def test_an_attempt_handed_back_unsent_keeps_its_place(claimed: Claimed) -> None:
     """An attempt too late to start goes back as if never claimed: its due time, no attempt
     time, and the same attempt number when it is claimed again."""

@@ -6,7 +6,9 @@ transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in
 time), which moves its ``next_attempt_at`` past the attempt's timeout, so no other
 dispatcher takes it while the attempt is under way. One webhook's share of a batch is sent
 one attempt after another, so an attempt that cannot start soon enough to finish inside its
-lease is handed back unsent rather than sent late. A new event wakes dispatchers at
+lease is handed back unsent rather than sent late. No webhook has more than half of a
+dispatcher's attempts under way, so a receiver that stalls leaves the other half to the
+rest. A new event wakes dispatchers at
 once (in-process, and through ``LISTEN``/``NOTIFY`` on PostgreSQL); retries are woken by
 their due time.
 """
@@ -19,6 +21,8 @@ import queue
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -112,6 +116,7 @@ _DUE = (
     .where(
         WebhookDelivery.status == DeliveryStatus.PENDING,
         WebhookDelivery.next_attempt_at <= bindparam("now"),
+        WebhookDelivery.webhook_id.not_in(bindparam("full", expanding=True)),
     )
     .order_by(WebhookDelivery.next_attempt_at, WebhookEvent.created_at)
     .limit(bindparam("limit"))
@@ -165,29 +170,46 @@ _MARK_HEALTHY = (
 )
 
 
-def claim_due(session: Session, limit: int, lease: timedelta) -> list[Attempt]:
+def claim_due(
+    session: Session,
+    limit: int,
+    lease: timedelta,
+    under_way: Mapping[uuid.UUID, int] | None = None,
+    per_webhook: int | None = None,
+) -> list[Attempt]:
     """Take up to ``limit`` due deliveries of enabled webhooks and lease them (in the
-    caller's transaction: it must commit before sending)."""
+    caller's transaction: it must commit before sending), no more of one webhook's than
+    bring its attempts ``under_way`` to ``per_webhook``. A delivery left out for that stays
+    due, unleased, for a later claim."""
+    under_way = under_way or {}
+    per_webhook = per_webhook or limit
     now, start_by = utcnow(), time.monotonic() + START_WITHIN_S
-    due = session.execute(_DUE, {"now": now, "limit": limit}).all()
-    attempts = [
-        Attempt(
-            row.id,
-            row.attempts + 1,
-            now,
-            start_by,
-            row.next_attempt_at,
-            row.last_attempt_at,
-            row.event_id,
-            row.webhook_id,
-            row.payload,
-            row.url,
-            row.secret,
-            row.authentication,
+    full = [webhook_id for webhook_id, count in under_way.items() if count >= per_webhook]
+    due = session.execute(_DUE, {"now": now, "limit": limit, "full": full}).all()
+    taken: Counter[uuid.UUID] = Counter()
+    attempts = []
+    for row in due:
+        if row.status != WebhookStatus.ENABLED:
+            continue
+        if under_way.get(row.webhook_id, 0) + taken[row.webhook_id] >= per_webhook:
+            continue
+        taken[row.webhook_id] += 1
+        attempts.append(
+            Attempt(
+                row.id,
+                row.attempts + 1,
+                now,
+                start_by,
+                row.next_attempt_at,
+                row.last_attempt_at,
+                row.event_id,
+                row.webhook_id,
+                row.payload,
+                row.url,
+                row.secret,
+                row.authentication,
+            )
         )
-        for row in due
-        if row.status == WebhookStatus.ENABLED
-    ]
     disabled = [row.id for row in due if row.status != WebhookStatus.ENABLED]
     if disabled:
         session.execute(_FAIL_DISABLED, {"ids": disabled})
@@ -388,7 +410,8 @@ def _per_webhook(attempts: list[Attempt]) -> list[list[Attempt]]:
 
 
 class Dispatcher:
-    """Sends webhooks with up to ``webhook_concurrency`` attempts under way at once."""
+    """Sends webhooks with up to ``webhook_concurrency`` attempts under way at once, half of
+    them at most for one webhook."""
 
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
@@ -397,6 +420,9 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._slots = threading.Semaphore(settings.webhook_concurrency)
+        self._per_webhook = max(settings.webhook_concurrency // 2, 1)
+        self._under_way: Counter[uuid.UUID] = Counter()  # claimed, unfinished, by webhook
+        self._under_way_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             settings.webhook_concurrency, thread_name_prefix="webhook-send"
         )
@@ -442,10 +468,16 @@ class Dispatcher:
     def _claim_and_send(self) -> int:
         """One write transaction: record the attempts that have finished, claim more."""
         free = self._acquire_free_slots()
+        with self._under_way_lock:
+            under_way = dict(self._under_way)
         with self.database.session() as session:
             self._record_finished(session)
-            attempts = claim_due(session, free, self.lease) if free else []
+            attempts = (
+                claim_due(session, free, self.lease, under_way, self._per_webhook) if free else []
+            )
             session.commit()
+        with self._under_way_lock:
+            self._under_way.update(attempt.webhook_id for attempt in attempts)
         for _ in range(free - len(attempts)):
             self._slots.release()
         for in_order in _per_webhook(attempts):
@@ -499,6 +531,10 @@ class Dispatcher:
                 )
             self._finished.put((attempt, outcome))
         finally:
+            with self._under_way_lock:
+                self._under_way[attempt.webhook_id] -= 1
+                if not self._under_way[attempt.webhook_id]:
+                    del self._under_way[attempt.webhook_id]
             self._slots.release()
             self._wake.set()
 

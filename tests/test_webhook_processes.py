@@ -169,7 +169,7 @@ def test_a_dispatcher_has_more_than_sixteen_attempts_under_way(
     own_database: Database, fresh_database_url: str, tmp_path: Path
 ) -> None:
     """One event for twenty webhooks: each webhook's attempt goes out on its own, and with
-    the default concurrency (64) all twenty are under way at once at a receiver that takes
+    the default concurrency (128) all twenty are under way at once at a receiver that takes
     a second to answer. At 16 a dispatcher delivered too few a second to keep up with the
     API (docs/performance.md, session 11)."""
     partner = create_partner(own_database)

@@ -24,7 +24,14 @@ from partnerpay.webhooks.service import (
     get_event,
     redeliver_event,
 )
-from partnerpay.webhooks.tasks import NOT_SENT, Attempt, Outcome, claim_due, record_outcomes
+from partnerpay.webhooks.tasks import (
+    NOT_SENT,
+    Attempt,
+    Outcome,
+    claim_due,
+    next_due_in,
+    record_outcomes,
+)
 from tests.receiver import Receiver
 from tests.support import (
     API,
@@ -399,6 +406,9 @@ def test_a_claim_passes_over_a_webhook_at_its_share(claimed: Claimed) -> None:
             emit_event(session, claimed.partner_id, Topic.INVOICE_CREATED, f"inv-{n}", {"n": n})
         session.commit()
     lease = timedelta(seconds=60)
+    with database.session(read_only=True) as session:
+        assert next_due_in(session) == 0
+        assert next_due_in(session, full=[hook]) is None  # wait for an attempt to finish
     with database.session() as session:
         assert claim_due(session, 10, lease, {hook: 2}, per_webhook=2) == []
         (taken,) = claim_due(session, 10, lease, {hook: 1}, per_webhook=2)

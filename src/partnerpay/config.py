@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout: float = Field(default=15.0, gt=0)
     webhook_disable_after: float = Field(default=5 * 24 * 3600, gt=0)
-    webhook_concurrency: int = Field(default=64, ge=1)
+    webhook_concurrency: int = Field(default=128, ge=1)
     webhook_poll_interval: float = Field(default=1.0, gt=0)
     run_dispatcher: bool = True
 

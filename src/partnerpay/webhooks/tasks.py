@@ -122,6 +122,10 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(of=WebhookDelivery, skip_locked=True)
 )
+_EARLIEST_DUE = select(func.min(WebhookDelivery.next_attempt_at)).where(
+    WebhookDelivery.status == DeliveryStatus.PENDING,
+    WebhookDelivery.webhook_id.not_in(bindparam("full", expanding=True)),
+)
 _deliveries = table_of(WebhookDelivery)
 _LEASE = (
     update(_deliveries)
@@ -170,6 +174,11 @@ _MARK_HEALTHY = (
 )
 
 
+def full_webhooks(under_way: Mapping[uuid.UUID, int], per_webhook: int) -> list[uuid.UUID]:
+    """The webhooks with as many attempts under way as one may have."""
+    return [webhook_id for webhook_id, count in under_way.items() if count >= per_webhook]
+
+
 def claim_due(
     session: Session,
     limit: int,
@@ -184,7 +193,7 @@ def claim_due(
     under_way = under_way or {}
     per_webhook = per_webhook or limit
     now, start_by = utcnow(), time.monotonic() + START_WITHIN_S
-    full = [webhook_id for webhook_id, count in under_way.items() if count >= per_webhook]
+    full = full_webhooks(under_way, per_webhook)
     due = session.execute(_DUE, {"now": now, "limit": limit, "full": full}).all()
     taken: Counter[uuid.UUID] = Counter()
     attempts = []
@@ -225,13 +234,10 @@ def claim_due(
     return attempts
 
 
-def next_due_in(session: Session) -> float | None:
-    """Seconds until the earliest pending delivery is due (0 if one is due now)."""
-    earliest = session.scalar(
-        select(func.min(WebhookDelivery.next_attempt_at)).where(
-            WebhookDelivery.status == DeliveryStatus.PENDING
-        )
-    )
+def next_due_in(session: Session, full: list[uuid.UUID] | None = None) -> float | None:
+    """Seconds until the earliest pending delivery of a webhook not ``full`` is due (0 if
+    one is due now)."""
+    earliest = session.scalar(_EARLIEST_DUE, {"full": full or []})
     session.rollback()
     if earliest is None:
         return None
@@ -468,8 +474,7 @@ class Dispatcher:
     def _claim_and_send(self) -> int:
         """One write transaction: record the attempts that have finished, claim more."""
         free = self._acquire_free_slots()
-        with self._under_way_lock:
-            under_way = dict(self._under_way)
+        under_way = self._under_way_now()
         with self.database.session() as session:
             self._record_finished(session)
             attempts = (
@@ -503,9 +508,16 @@ class Dispatcher:
             free += 1
         return free
 
+    def _under_way_now(self) -> dict[uuid.UUID, int]:
+        with self._under_way_lock:
+            return dict(self._under_way)
+
     def _sleep_until_due(self) -> None:
+        """Until the next delivery that can be claimed is due: a webhook's at its share
+        waits for one of its attempts to finish, which wakes the loop."""
+        full = full_webhooks(self._under_way_now(), self._per_webhook)
         with self.database.session(read_only=True) as session:
-            due_in = next_due_in(session)
+            due_in = next_due_in(session, full)
         wait = self.settings.webhook_poll_interval
         if due_in is not None:
             wait = min(wait, due_in)

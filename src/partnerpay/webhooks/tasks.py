@@ -190,19 +190,16 @@ def claim_due(
     caller's transaction: it must commit before sending), no more of one webhook's than
     bring its attempts ``under_way`` to ``per_webhook``. A delivery left out for that stays
     due, unleased, for a later claim."""
-    under_way = under_way or {}
+    counts = Counter(under_way or {})
     per_webhook = per_webhook or limit
     now, start_by = utcnow(), time.monotonic() + START_WITHIN_S
-    full = full_webhooks(under_way, per_webhook)
+    full = full_webhooks(counts, per_webhook)
     due = session.execute(_DUE, {"now": now, "limit": limit, "full": full}).all()
-    taken: Counter[uuid.UUID] = Counter()
     attempts = []
     for row in due:
-        if row.status != WebhookStatus.ENABLED:
+        if row.status != WebhookStatus.ENABLED or counts[row.webhook_id] >= per_webhook:
             continue
-        if under_way.get(row.webhook_id, 0) + taken[row.webhook_id] >= per_webhook:
-            continue
-        taken[row.webhook_id] += 1
+        counts[row.webhook_id] += 1
         attempts.append(
             Attempt(
                 row.id,

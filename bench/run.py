@@ -639,13 +639,14 @@ def deployment(name: str, database_url: str, workdir: Path, label: str) -> Itera
         yield Deployment(database, server, base_url, partner_id, firm_id, issued.api_key)
 
 
-def bench_backend(
-    name: str, database_url: str, workdir: Path, second_database: AbstractContextManager[str]
-) -> dict[str, Any]:
-    """Every figure for one database; ``second_database`` is for the scaling figure's
-    million invoices."""
+NewDatabase = Callable[[], AbstractContextManager[str]]
+
+
+def bench_backend(name: str, new_database: NewDatabase, workdir: Path) -> dict[str, Any]:
+    """Every figure for one kind of database; ``new_database`` makes one (and the scaling
+    figure a second, for its million invoices)."""
     result: dict[str, Any] = {"database": name, "setup": SETUPS[name]}
-    with deployment(name, database_url, workdir, name) as app:
+    with new_database() as database_url, deployment(name, database_url, workdir, name) as app:
         invoices = f"{app.base_url}{API}/invoices"
 
         log(f"{name}: warming up")
@@ -671,7 +672,7 @@ def bench_backend(
         result.update(half_rate(app.base_url, app.headers, str(app.firm_id), app.wrk_env))
 
         log(f"{name}: GET by external id with {SMALL} and {LARGE} stored invoices")
-        with second_database as large_url:
+        with new_database() as large_url:
             result.update(scaling(app, name, large_url, workdir))
 
         log(f"{name}: creating {RSS_INVOICES} invoices through the API, then reading RSS")
@@ -1062,7 +1063,7 @@ def main() -> int:
     )
     workdir.mkdir(parents=True)
     report: dict[str, Any] = {"machine": machine(), "runs": {}}
-    backends: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
+    backends: list[tuple[str, NewDatabase]] = [
         ("sqlite", lambda: sqlite_database(workdir, f"bench-{uuid.uuid4().hex[:6]}"))
     ]
     if postgres_reachable():
@@ -1070,8 +1071,7 @@ def main() -> int:
     else:
         log("PostgreSQL is not reachable: benchmarking SQLite only")
     for name, new_database in backends:
-        with new_database() as url:
-            report["runs"][name] = bench_backend(name, url, workdir, new_database())
+        report["runs"][name] = bench_backend(name, new_database, workdir)
     report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     for result in report["runs"].values():
         result["verdicts"] = [

@@ -36,9 +36,10 @@ class _LoopbackServer(ThreadingHTTPServer):
 class Receiver:
     """Answers each POST with ``answer(n)`` (n counts from 1), 200 by default."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hooks"
+        self.url = f"http://{host}:{self.port}/hooks"
         self.received: list[Received] = []
         self.answer: Callable[[int], int] = lambda _n: 200
         self.delay_s = 0.0
@@ -76,7 +77,7 @@ class Receiver:
 
     @contextmanager
     def running(self) -> Iterator[Receiver]:
-        server = _LoopbackServer(("127.0.0.1", self.port), self._handler())
+        server = _LoopbackServer((self.host, self.port), self._handler())
         self._server = server
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

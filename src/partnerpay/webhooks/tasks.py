@@ -18,27 +18,35 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import ssl
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
+import httpcore
 import httpx
 import psycopg
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as Signer
 
-from partnerpay.config import Settings
+from partnerpay.config import Environment, Settings
 from partnerpay.db import Database, plain_postgres_connection, table_of, utcnow
 from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
-from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
+from partnerpay.webhooks.destinations import (
+    AddressPolicy,
+    CheckedBackend,
+    DestinationRefusedError,
+    address_policy,
+    parse_webhook_url,
+)
 from partnerpay.webhooks.models import (
     DeliveryStatus,
     Webhook,
@@ -264,38 +272,94 @@ def signed_headers(attempt: Attempt, sent_at: datetime) -> dict[str, str]:
     }
 
 
-class Sender:
-    """POSTs webhooks through httpx's connection pool itself, not through a client: a
-    webhook needs none of a client's cookies, redirects or auth flows, which cost a
-    quarter of every send (docs/performance.md). A redirect is a failure, as it should be."""
+class FailureKind(StrEnum):
+    """What a failed attempt came to: the whole of ``last_error`` in production, so that
+    the event log tells a partner nothing about a network it cannot see (no port scans)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._env = settings.env
+    TIMEOUT = "timeout"
+    CONNECTION_FAILED = "connection_failed"
+    TLS_ERROR = "tls_error"
+    HTTP_STATUS = "http_status"
+    DESTINATION_REFUSED = "destination_refused"
+
+
+def failure_kind(error: Exception) -> FailureKind:
+    if isinstance(error, DestinationRefusedError):
+        return FailureKind.DESTINATION_REFUSED
+    if isinstance(error, httpcore.TimeoutException):
+        return FailureKind.TIMEOUT
+    if _raised_from(error, ssl.SSLError):
+        return FailureKind.TLS_ERROR
+    return FailureKind.CONNECTION_FAILED
+
+
+def _raised_from(error: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``error`` or an error it was raised from or during is a ``kind``
+    (httpcore re-raises its errors ``from None``, so the context is followed too)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, kind):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+class Sender:
+    """POSTs webhooks through an httpcore connection pool, not an httpx client: a webhook
+    needs none of a client's cookies, redirects or auth flows, which cost a quarter of
+    every send (docs/performance.md). A redirect is a failure, as it should be. Its network
+    backend connects only to addresses the destination check accepted in the same lookup.
+
+    :meth:`send` never raises: whatever goes wrong is the attempt's failed outcome."""
+
+    def __init__(self, settings: Settings, allowed: AddressPolicy | None = None) -> None:
+        self._detailed = settings.env != Environment.PRODUCTION
         self._timeout = httpx.Timeout(settings.webhook_timeout).as_dict()
-        self._transport = httpx.HTTPTransport(
-            limits=httpx.Limits(max_connections=settings.webhook_concurrency)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=settings.webhook_concurrency,
+            network_backend=CheckedBackend(allowed or address_policy(settings.env)),
         )
 
     def send(self, attempt: Attempt) -> Outcome:
         try:
-            check_destination(attempt.url, self._env)
-            request = httpx.Request(
-                "POST",
-                attempt.url,
-                content=attempt.payload.encode(),
-                headers=signed_headers(attempt, datetime.now(UTC)),
-                extensions={"timeout": self._timeout},
-            )
-            with closing(self._transport.handle_request(request)) as response:
-                response.read()
-        except DestinationRefusedError as refused:
-            return Outcome(status_code=None, error=f"destination refused: {refused}")
-        except httpx.HTTPError as error:
-            return Outcome(status_code=None, error=f"{type(error).__name__}: {error}"[:500])
-        return Outcome(status_code=response.status_code, error=None)
+            status = self._post(attempt)
+        except Exception as error:
+            if not isinstance(error, DestinationRefusedError | httpcore.NetworkError):
+                logger.exception("webhook %s: attempt failed unexpectedly", attempt.webhook_id)
+            return self._failed(failure_kind(error), f"{type(error).__name__}: {error}")
+        if 200 <= status < 300:
+            return Outcome(status_code=status, error=None)
+        return Outcome(status, self._described(FailureKind.HTTP_STATUS, f"HTTP {status}"))
+
+    def _post(self, attempt: Attempt) -> int:
+        url = parse_webhook_url(attempt.url)
+        request = httpx.Request(
+            "POST",
+            url,
+            content=attempt.payload.encode(),
+            headers=signed_headers(attempt, datetime.now(UTC)),
+        )
+        response = self._pool.request(
+            "POST",
+            httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.content,
+            extensions={"timeout": self._timeout},
+        )
+        return response.status
+
+    def _failed(self, kind: FailureKind, detail: str) -> Outcome:
+        return Outcome(status_code=None, error=self._described(kind, detail))
+
+    def _described(self, kind: FailureKind, detail: str) -> str:
+        """The error the event log shows: the kind, and in sandbox what exactly happened."""
+        return f"{kind}: {detail}"[:500] if self._detailed else str(kind)
 
     def close(self) -> None:
-        self._transport.close()
+        self._pool.close()
 
 
 def _attempt_key(attempt: Attempt) -> dict[str, Any]:

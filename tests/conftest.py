@@ -13,7 +13,6 @@ runs are skipped, or fail when ``PARTNERPAY_REQUIRE_POSTGRES=1``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +20,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
-from partnerpay.db import Database, plain_postgres_connection, upgrade_database
+from partnerpay.db import (
+    Database,
+    created_postgres_database,
+    plain_postgres_connection,
+    upgrade_database,
+)
 from partnerpay.firms.models import FirmStatus
 from tests.receiver import Receiver
 from tests.support import (
@@ -49,19 +52,13 @@ FAST_WEBHOOKS = {
 def throwaway_postgres_database() -> Iterator[str]:
     """A new PostgreSQL database, dropped afterwards; skips (or fails in CI) without one."""
     try:
-        admin = plain_postgres_connection(ADMIN_POSTGRES_URL)
+        plain_postgres_connection(ADMIN_POSTGRES_URL).close()
     except psycopg.OperationalError as error:
         if REQUIRE_POSTGRES:
             pytest.fail(f"PostgreSQL is required but unreachable: {error}")
         pytest.skip(f"PostgreSQL unreachable: {error}")
-    name = f"partnerpay_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(ADMIN_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with plain_postgres_connection(ADMIN_POSTGRES_URL) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with created_postgres_database(ADMIN_POSTGRES_URL, "partnerpay_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from partnerpay.db import Database, plain_postgres_connection
+from partnerpay.db import Database, created_postgres_database, plain_postgres_connection
 
 from .settings import POSTGRES_ADMIN_URL
 
@@ -35,16 +34,9 @@ def postgres_reachable() -> bool:
         return False
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"partnerpay_bench_{uuid.uuid4().hex[:10]}"
-    with plain_postgres_connection(POSTGRES_ADMIN_URL) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with plain_postgres_connection(POSTGRES_ADMIN_URL) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres_database() -> AbstractContextManager[str]:
+    """A throwaway database on the PostgreSQL server at ``POSTGRES_ADMIN_URL``."""
+    return created_postgres_database(POSTGRES_ADMIN_URL, "partnerpay_bench")
 
 
 def seed_invoices(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import select
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -209,6 +210,21 @@ def plain_postgres_connection(database_url: str | URL) -> psycopg.Connection[tup
     return psycopg.connect(
         url.render_as_string(hide_password=False), autocommit=True, connect_timeout=3
     )
+
+
+@contextmanager
+def created_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new database, ``<prefix>_<random>``, on the PostgreSQL server that ``admin_url``
+    names, dropped afterwards with any connection still open to it: for tests and
+    benchmarks. Yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with plain_postgres_connection(admin_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with plain_postgres_connection(admin_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Database:

@@ -27,7 +27,8 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-# The load tool is Debian's wrk; the figures land in bench/results/ and docs/performance.md.
+# The load tool is Debian's wrk; the figures land in bench/results/<database>.json and
+# docs/performance.md (BENCH_RECORD=0 for a smoke run that records nothing).
 bench: install
 	command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 	$(BIN)/python bench/run.py

@@ -3,18 +3,19 @@
 For each database (SQLite; PostgreSQL too when it is reachable) this starts the server
 (SQLite: ``partnerpay serve``; PostgreSQL: ``serve --workers 2`` and one
 ``partnerpay worker``), drives it with ``wrk`` and with an open-loop load generator, and
-reports every figure as a ratio or against its target. Results go to ``bench/results/``
-as JSON and to ``docs/performance.md`` as a table.
+reports every figure as a ratio or against its target. Results go to
+``bench/results/<database>.json`` (the latest run on each database, overwriting the one
+before) and to ``docs/performance.md`` as a table; with ``BENCH_RECORD=0`` (a smoke run)
+they go to the run's log folder only, and the record is left as it was.
 
 This file holds the order of the phases; each phase is a module of
 ``bench/partnerpay_bench/``. Environment knobs: see ``partnerpay_bench/settings.py``
 (``BENCH_SECONDS``, ``BENCH_WRK_RUNS``, ``BENCH_HALF_RATE_RUNS``, ``BENCH_LARGE``,
-``BENCH_RSS_INVOICES``, ``BENCH_MAX_STEAL_PCT``, ``BENCH_WORKDIR``).
+``BENCH_RSS_INVOICES``, ``BENCH_MAX_STEAL_PCT``, ``BENCH_RECORD``, ``BENCH_WORKDIR``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
@@ -33,9 +34,15 @@ from partnerpay_bench.databases import (
 from partnerpay_bench.deployment import SETUPS, deployment
 from partnerpay_bench.half_rate import half_rate
 from partnerpay_bench.memory import memory
-from partnerpay_bench.report import machine, markdown, update_performance_doc, verdicts
+from partnerpay_bench.report import (
+    machine,
+    markdown,
+    update_performance_doc,
+    verdicts,
+    write_results,
+)
 from partnerpay_bench.scaling import scaling
-from partnerpay_bench.settings import API, LARGE, RESULTS, RSS_INVOICES, SMALL, log
+from partnerpay_bench.settings import API, LARGE, RECORD, RESULTS, RSS_INVOICES, SMALL, log
 
 
 def bench_backend(name: str, new_database: NewDatabase, workdir: Path) -> dict[str, Any]:
@@ -79,7 +86,6 @@ def bench_backend(name: str, new_database: NewDatabase, workdir: Path) -> dict[s
 
 
 def main() -> int:
-    RESULTS.mkdir(exist_ok=True)
     workdir = (
         Path(os.environ.get("BENCH_WORKDIR", "/tmp")) / f"partnerpay-bench-{uuid.uuid4().hex[:6]}"
     )
@@ -99,13 +105,16 @@ def main() -> int:
         result["verdicts"] = [
             {"figure": k, "value": v, "target": t, "met": m} for k, v, t, m in verdicts(result)
         ]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
-        path.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    update_performance_doc(table)
+    if RECORD:
+        RESULTS.mkdir(exist_ok=True)
+        written = write_results(report, RESULTS)
+        update_performance_doc(table)
+    else:
+        written = write_results(report, workdir)
+        log("BENCH_RECORD=0: bench/results/ and docs/performance.md left as they were")
     print(table)
-    log(f"logs in {workdir}; results in {RESULTS / 'latest.json'}")
+    log(f"logs in {workdir}; results in {', '.join(str(path) for path in written)}")
     return 0
 
 

@@ -1,9 +1,11 @@
 """What a run reports: each figure against its target, the machine it ran on, the markdown
-table that replaces the one in ``docs/performance.md``.
+table that replaces the one in ``docs/performance.md``, and the result files, one per
+database (``bench/results/<database>.json``, overwritten by the next run on it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -131,3 +133,17 @@ def update_performance_doc(table: str) -> None:
     before, _, rest = doc.partition(begin)
     _, _, after = rest.partition(end)
     PERFORMANCE_DOC.write_text(f"{before}{begin}\n{table}\n{end}{after}")
+
+
+def write_results(report: dict[str, Any], folder: Path) -> list[Path]:
+    """One file per database in ``folder``, ``<database>.json``, in the report's own shape
+    (the machine, that database's run, when the run finished), replacing the one before;
+    the files written."""
+    written = []
+    for name, result in report["runs"].items():
+        path = folder / f"{name}.json"
+        one = {"machine": report["machine"], "runs": {name: result}}
+        one["finished_at"] = report["finished_at"]
+        path.write_text(json.dumps(one, indent=2) + "\n")
+        written.append(path)
+    return written

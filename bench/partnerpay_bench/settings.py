@@ -7,7 +7,8 @@ half the maximum create rate, the median counting; default 3), ``BENCH_LARGE``
 (invoices for the scaling test, default 1000000), ``BENCH_RSS_INVOICES`` (invoices to
 create through the API before reading the server's memory, default 100000),
 ``BENCH_MAX_STEAL_PCT`` (steal above which a run is measured again, default 5),
-``BENCH_WORKDIR`` (where the
+``BENCH_RECORD`` (``0``: a smoke run, whose figures go to the log folder only, not to
+``bench/results/`` or ``docs/performance.md``; default 1), ``BENCH_WORKDIR`` (where the
 log folder is made, default ``/tmp``), ``PARTNERPAY_TEST_POSTGRES_URL`` (the PostgreSQL
 server whose throwaway databases the bench uses).
 """
@@ -37,6 +38,7 @@ HALF_RATE_RUNS = int(os.environ.get("BENCH_HALF_RATE_RUNS", "3"))
 # A run during which the hypervisor gave more than this share of the machine's CPU to
 # other guests is measured again, up to STEAL_RETRIES times, after STEAL_PAUSE_S.
 MAX_STEAL_PCT = float(os.environ.get("BENCH_MAX_STEAL_PCT", "5"))
+RECORD = os.environ.get("BENCH_RECORD", "1") != "0"
 CLOSED_LOOP_PHASES = ("healthz", "create", "get_by_id", "get_by_external_id")
 API = "/api/v3/partner"
 

@@ -171,7 +171,7 @@ def test_a_dispatcher_has_more_than_sixteen_attempts_under_way(
     """One event for twenty webhooks: each webhook's attempt goes out on its own, and with
     the default concurrency (128) all twenty are under way at once at a receiver that takes
     a second to answer. At 16 a dispatcher delivered too few a second to keep up with the
-    API (docs/performance.md, session 11)."""
+    API (docs/performance.md, webhook dispatcher settings)."""
     partner = create_partner(own_database)
     firm = create_firm(own_database, partner)
     hooks = 20

@@ -111,7 +111,7 @@ def half_rate_pair(
     The maximum is taken with the webhook subscribed because the half-rate run has it: each
     create there brings a delivery, which the worker and PostgreSQL pay for on the same two
     cores. Half of a maximum taken without that work (the closed-loop phase's) loaded this
-    machine 74 to 92 % at "half" rate (docs/performance.md, session 11)."""
+    machine 74 to 92 % at "half" rate (docs/performance.md, "Half rate")."""
     with webhook_subscribed(base_url, headers, hook):
         closed = wrk(f"{base_url}{API}/invoices", wrk_env, "create_invoice.lua")
         drained_s = backlog_drained(base_url)

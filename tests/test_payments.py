@@ -18,7 +18,17 @@ from partnerpay.firms.models import Firm as FirmRow
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.service import set_firm_status
 from tests.receiver import Receiver
-from tests.support import API, Firm, Partner, Server, create_firm, create_partner, invoice_body
+from tests.support import (
+    API,
+    Firm,
+    Partner,
+    Server,
+    assert_problem,
+    create_firm,
+    create_invoice,
+    create_partner,
+    invoice_body,
+)
 
 SUCCESS_CARD = "4242 4242 4242 4242"
 DECLINED_CARD = "4000 0000 0000 0002"
@@ -53,6 +63,17 @@ def new_invoice(client: httpx.Client, firm: Firm, **overrides: Any) -> dict[str,
 def fetch(client: httpx.Client, invoice_id: str) -> dict[str, Any]:
     invoice: dict[str, Any] = client.get(f"{API}/invoices/{invoice_id}").json()["invoice"]
     return invoice
+
+
+def settle_payments(server: Server, database_url: str) -> None:
+    """``partnerpay admin settle-payments``, run with the server's settings."""
+    env = {"PARTNERPAY_DATABASE_URL": database_url, "PARTNERPAY_PUBLIC_BASE_URL": server.base_url}
+    subprocess.run(
+        [sys.executable, "-m", "partnerpay", "admin", "settle-payments"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
 
 
 def subscribe_all(client: httpx.Client, url: str) -> None:
@@ -179,7 +200,7 @@ def test_partial_payments_lower_the_amount_due(
 
 
 def test_direct_debit_is_authorised_until_settled(
-    client: httpx.Client, anonymous: httpx.Client, firm: Firm, database_url: str
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm, server: Server, database_url: str
 ) -> None:
     invoice = new_invoice(client, firm)
     account = {"account_name": "Frank", "bsb": "062-000", "account_number": "12345678"}
@@ -190,12 +211,7 @@ def test_direct_debit_is_authorised_until_settled(
     assert response.json()["payment"]["payment_status"] == "Processing"
     assert fetch(client, invoice["invoice_id"])["status"] == "Authorised"
 
-    subprocess.run(
-        [sys.executable, "-m", "partnerpay", "admin", "settle-payments"],
-        env={**os.environ, "PARTNERPAY_DATABASE_URL": database_url},
-        check=True,
-        capture_output=True,
-    )
+    settle_payments(server, database_url)
     settled = fetch(client, invoice["invoice_id"])
     assert (settled["status"], settled["amount_due"]) == ("Paid", "0.00")
 
@@ -340,3 +356,115 @@ def test_a_closed_firms_invoice_shows_its_state_and_takes_no_payment(
     assert "Not available" in page.text
     assert "<form" not in page.text
     assert pay(anonymous, invoice["invoice_id"]).status_code == 409
+
+
+# --- an invoice with nothing due is Paid, by whatever path --------------------------------
+
+
+def events(client: httpx.Client, topic: str) -> list[dict[str, Any]]:
+    """What this partner's events of ``topic`` carried, oldest first (the outbox holds
+    them from the commit of their change, so no waiting for a delivery)."""
+    response = client.get(f"{API}/events", params={"topic": topic})
+    assert response.status_code == 200, response.text
+    return [event["payload"]["event"] for event in response.json()["events"]]
+
+
+def adjust(client: httpx.Client, invoice_id: str, new_amount: str) -> httpx.Response:
+    return client.post(
+        f"{API}/invoices/{invoice_id}/adjust-amount", json={"new_amount": new_amount}
+    )
+
+
+def test_adjusting_down_to_what_is_paid_makes_the_invoice_paid(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    assert pay(anonymous, invoice["invoice_id"], amount="60.00").status_code == 200
+    response = adjust(client, invoice["invoice_id"], "60.00")
+    assert response.status_code == 200, response.text
+    adjusted = response.json()["invoice"]
+    assert (adjusted["status"], adjusted["amount"], adjusted["amount_due"]) == (
+        "Paid",
+        "60.00",
+        "0.00",
+    )
+    assert fetch(client, invoice["invoice_id"]) == adjusted
+    assert events(client, "invoice.updated")[-1] == adjusted
+    assert_problem(pay(anonymous, invoice["invoice_id"]), 409, "invoice_not_payable")
+
+
+def test_raising_a_paid_invoice_is_refused(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    assert pay(anonymous, invoice["invoice_id"], amount="60.00").status_code == 200
+    assert adjust(client, invoice["invoice_id"], "60.00").json()["invoice"]["status"] == "Paid"
+    updates = len(events(client, "invoice.updated"))
+
+    assert_problem(adjust(client, invoice["invoice_id"], "80.00"), 409, "invoice_not_updatable")
+    after = fetch(client, invoice["invoice_id"])
+    assert (after["status"], after["amount"], after["amount_due"]) == ("Paid", "60.00", "0.00")
+    assert len(events(client, "invoice.updated")) == updates
+
+
+def test_an_upsert_lowering_the_amount_to_what_is_paid_makes_the_invoice_paid(
+    client: httpx.Client, firm: Firm
+) -> None:
+    body = invoice_body(firm, amount="100.00")
+    invoice = create_invoice(client, body)
+    external = {
+        "artifact_id": invoice["invoice_id"],
+        "amount": "60.00",
+        "external_id": "cash-1",
+        "payment_type": "Cash",
+    }
+    recorded = client.post(f"{API}/payments/external", json=external)
+    assert recorded.status_code == 200, recorded.text
+    assert recorded.json()["invoice"]["status"] == "Submitted"
+
+    updated = create_invoice(client, body | {"amount": "60.00"})
+    assert (updated["status"], updated["amount_due"]) == ("Paid", "0.00")
+    assert events(client, "invoice.updated")[-1] == updated
+
+
+def test_an_external_payment_of_what_is_due_pays_the_invoice(
+    client: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    body = {
+        "artifact_id": invoice["invoice_id"],
+        "amount": "100.00",
+        "external_id": "transfer-1",
+        "payment_type": "BankTransfer",
+    }
+    recorded = client.post(f"{API}/payments/external", json=body)
+    assert recorded.status_code == 200, recorded.text
+    assert (recorded.json()["invoice"]["status"], recorded.json()["invoice"]["amount_due"]) == (
+        "Paid",
+        "0.00",
+    )
+    assert events(client, "invoice.updated")[-1]["status"] == "Paid"
+
+
+def test_an_authorised_invoice_adjusted_down_to_what_is_clearing_is_paid_once_settled(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm, server: Server, database_url: str
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    account = {"account_name": "Frank", "bsb": "062-000", "account_number": "12345678"}
+    debit = pay(
+        anonymous,
+        invoice["invoice_id"],
+        method="DirectDebit",
+        card=None,
+        direct_debit=account,
+        amount="60.00",
+    )
+    assert debit.status_code == 200, debit.text
+    adjusted = adjust(client, invoice["invoice_id"], "60.00").json()["invoice"]
+    assert (adjusted["status"], adjusted["amount_due"]) == ("Authorised", "0.00")
+    assert_problem(pay(anonymous, invoice["invoice_id"]), 409, "invoice_not_payable")
+
+    settle_payments(server, database_url)
+    settled = fetch(client, invoice["invoice_id"])
+    assert (settled["status"], settled["amount_due"]) == ("Paid", "0.00")
+    assert events(client, "invoice.updated")[-1] == settled

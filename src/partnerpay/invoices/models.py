@@ -7,7 +7,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
-from partnerpay.payments.models import ACCEPTED_STATUSES, Payment
+from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 
 
 class InvoiceStatus(StrEnum):
@@ -111,3 +111,20 @@ class Invoice(Base):
         if self.amount_paid_minor == 0:
             return []
         return [p for p in self.payments if p.status in ACCEPTED_STATUSES]
+
+    def follow_amounts(self) -> None:
+        """The invoice's state transition, made after any change to its amount or its
+        payments, whichever path made it: ``Authorised`` while an accepted payment is
+        still processing, ``Paid`` once nothing is due, else ``Submitted``.
+
+        A ``Voided`` invoice stays voided. ``amount_paid_minor`` must be up to date, and
+        ``payments`` too when some are accepted.
+        """
+        if self.status == InvoiceStatus.VOIDED:
+            return
+        if any(p.status == PaymentStatus.PROCESSING for p in self.accepted_payments):
+            self.status = InvoiceStatus.AUTHORISED
+        elif self.amount_due_minor == 0:
+            self.status = InvoiceStatus.PAID
+        else:
+            self.status = InvoiceStatus.SUBMITTED

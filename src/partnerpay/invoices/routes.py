@@ -106,7 +106,8 @@ def adjust_amount(
     body: AdjustAmountIn,
 ) -> ModelResponse:
     """Set a new total for an invoice that is neither `Paid` nor `Voided`; it cannot go
-    below what has already been paid."""
+    below what has already been paid. Lowered to what has been paid, the invoice is `Paid`
+    (`Authorised` until a direct debit still clearing settles)."""
     invoice, _changed = service.adjust_amount(
         session, partner.id, invoice_id, body.new_amount, settings.pay_base_url
     )

@@ -460,6 +460,7 @@ def _upsert_in_transaction(session: Session, upsert: _Upsert, pay_base_url: str)
     content.apply_to(invoice)
     for column, value in party_ids.items():
         setattr(invoice, column, value)
+    invoice.follow_amounts()
     invoice.updated_at = values["updated_at"]
     return _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
 
@@ -539,6 +540,7 @@ def adjust_amount(
     amount_minor = to_minor(new_amount)
     _require_amount_covers_payments(invoice, amount_minor)
     invoice.amount, invoice.amount_minor = new_amount, amount_minor
+    invoice.follow_amounts()
     invoice.updated_at = utcnow()
     _commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
     return invoice, True

@@ -210,12 +210,7 @@ def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_bas
     session.refresh(invoice, ["payments"])
     accepted = [p for p in invoice.payments if p.status in ACCEPTED_STATUSES]
     invoice.amount_paid_minor = sum(p.amount_minor for p in accepted)
-    if any(p.status == PaymentStatus.PROCESSING for p in accepted):
-        invoice.status = InvoiceStatus.AUTHORISED
-    elif invoice.amount_due_minor == 0:
-        invoice.status = InvoiceStatus.PAID
-    else:
-        invoice.status = InvoiceStatus.SUBMITTED
+    invoice.follow_amounts()
     invoice.updated_at = utcnow()
     if payment.status == PaymentStatus.SUCCESSFUL:
         _emit_payment(session, invoice, payment, Topic.PAYMENT_SUCCEEDED)

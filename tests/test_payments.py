@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -279,14 +280,20 @@ def test_unknown_invoice_cannot_be_paid(anonymous: httpx.Client) -> None:
     assert pay(anonymous, "not-an-id").status_code == 404
 
 
-def test_surcharge_is_borne_by_the_payer_when_the_firm_says_so(
-    client: httpx.Client, anonymous: httpx.Client, partner: Partner, database: Database
-) -> None:
+def surcharging_firm(database: Database, partner: Partner, percent: str) -> Firm:
+    """A firm whose payers bear a card surcharge of ``percent``."""
     firm = create_firm(database, partner)
     with database.session() as session:
         row = session.get_one(FirmRow, firm.id)
-        row.surcharge_enabled, row.surcharge_percent = True, "1.5"
+        row.surcharge_enabled, row.surcharge_percent = True, percent
         session.commit()
+    return firm
+
+
+def test_surcharge_is_borne_by_the_payer_when_the_firm_says_so(
+    client: httpx.Client, anonymous: httpx.Client, partner: Partner, database: Database
+) -> None:
+    firm = surcharging_firm(database, partner, "1.5")
     default = new_invoice(client, firm)
     charged = pay(anonymous, default["invoice_id"]).json()["payment"]
     # 1.5% of 123.45 is 1.85175: half-up to the cent is 1.85.
@@ -468,3 +475,49 @@ def test_an_authorised_invoice_adjusted_down_to_what_is_clearing_is_paid_once_se
     settled = fetch(client, invoice["invoice_id"])
     assert (settled["status"], settled["amount_due"]) == ("Paid", "0.00")
     assert events(client, "invoice.updated")[-1] == settled
+
+
+# --- a surcharge on every charge ----------------------------------------------------------
+
+
+def page_surcharge(anonymous: httpx.Client, invoice_id: str) -> tuple[str, str] | None:
+    """The card surcharge and card total the payment page shows, if it shows one."""
+    page = anonymous.get(f"/pay/{invoice_id}")
+    assert page.status_code == 200
+    shown = re.search(
+        r'data-testid="surcharge">.*?<strong>(.*?)</strong>.*?data-testid="card-total">(.*?)<',
+        page.text,
+        re.DOTALL,
+    )
+    return (shown[1], shown[2]) if shown else None
+
+
+def test_each_partial_card_payment_bears_at_least_a_cent_of_surcharge(
+    client: httpx.Client, anonymous: httpx.Client, partner: Partner, database: Database
+) -> None:
+    firm = surcharging_firm(database, partner, "1.2345")
+    invoice = new_invoice(client, firm, amount="1.00")
+    # 1.2345% of 1.00 is 0.012345: half up to the cent, 0.01.
+    assert page_surcharge(anonymous, invoice["invoice_id"]) == ("$0.01", "$1.01")
+    for _ in range(3):
+        # 1.2345% of 0.33 is 0.0041: below a cent, so a cent.
+        charged = pay(anonymous, invoice["invoice_id"], amount="0.33").json()["payment"]
+        assert (charged["amount"], charged["surcharge"], charged["total_charged"]) == (
+            "0.33",
+            "0.01",
+            "0.34",
+        )
+    assert page_surcharge(anonymous, invoice["invoice_id"]) == ("$0.01", "$0.02")
+    last = pay(anonymous, invoice["invoice_id"]).json()["payment"]
+    assert (last["amount"], last["surcharge"]) == ("0.01", "0.01")
+    assert fetch(client, invoice["invoice_id"])["status"] == "Paid"
+
+
+def test_a_surcharge_of_zero_percent_charges_nothing(
+    client: httpx.Client, anonymous: httpx.Client, partner: Partner, database: Database
+) -> None:
+    firm = surcharging_firm(database, partner, "0")
+    invoice = new_invoice(client, firm, amount="0.33")
+    assert page_surcharge(anonymous, invoice["invoice_id"]) is None
+    charged = pay(anonymous, invoice["invoice_id"]).json()["payment"]
+    assert (charged["surcharge"], charged["total_charged"]) == ("0.00", "0.33")

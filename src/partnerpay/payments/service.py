@@ -8,6 +8,7 @@ invoice) makes a double-clicked Pay button charge once.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from partnerpay.wire import parse_id
 PAYABLE_STATUSES = frozenset({InvoiceStatus.SUBMITTED, InvoiceStatus.AUTHORISED})
 DEFAULT_METHODS = (PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT)
 EXTERNAL_METHOD = "External"
+MINIMUM_SURCHARGE_MINOR = 1
 
 
 def allowed_methods(invoice: Invoice) -> list[PaymentMethod]:
@@ -43,10 +45,17 @@ def payer_bears_surcharge(invoice: Invoice, firm: Firm) -> bool:
 
 
 def card_surcharge_minor(invoice: Invoice, firm: Firm, amount_minor: int) -> int:
-    """The card surcharge on ``amount_minor`` that the payer pays on top, if any."""
-    if not payer_bears_surcharge(invoice, firm):
+    """The card surcharge the payer pays on top of one charge of ``amount_minor``, if any.
+
+    Each charge is surcharged on its own, as a card processor fees each transaction: the
+    firm's percentage of it, rounded half up to the cent, and never less than a cent while
+    the percentage and the charge are above zero. So paying in parts never surcharges less
+    than paying at once (three charges of 0.33 at 1.2345% pay 0.01 each)."""
+    if not payer_bears_surcharge(invoice, firm) or amount_minor <= 0:
         return 0
-    return percent_of(amount_minor, firm.surcharge_percent)
+    if Decimal(firm.surcharge_percent) == 0:
+        return 0
+    return max(percent_of(amount_minor, firm.surcharge_percent), MINIMUM_SURCHARGE_MINOR)
 
 
 def is_payable(invoice: Invoice, firm: Firm) -> bool:

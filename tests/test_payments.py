@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from partnerpay.db import Database
 from partnerpay.firms.models import Firm as FirmRow
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.service import set_firm_status
+from partnerpay.payments.models import Payment
 from tests.receiver import Receiver
 from tests.support import (
     API,
@@ -521,3 +523,99 @@ def test_a_surcharge_of_zero_percent_charges_nothing(
     assert page_surcharge(anonymous, invoice["invoice_id"]) is None
     charged = pay(anonymous, invoice["invoice_id"]).json()["payment"]
     assert (charged["surcharge"], charged["total_charged"]) == ("0.00", "0.33")
+
+
+# --- an idempotency key names one request -------------------------------------------------
+
+
+def test_an_idempotency_key_reused_with_another_amount_or_card_is_refused(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    first = pay(anonymous, invoice["invoice_id"], key="click-1", amount="10.00")
+    assert first.status_code == 200, first.text
+    for different in (
+        {"amount": "20.00"},
+        {"amount": "10.00", "card": card("5555 5555 5555 4444")},
+        {"amount": "10.00", "card": card(exp_year="2098")},
+        {"amount": None},
+    ):
+        reused = pay(anonymous, invoice["invoice_id"], key="click-1", **different)
+        problem = assert_problem(reused, 409, "idempotency_key_reused", "idempotency_key")
+        assert "click-1" in problem["detail"]
+    # The same request, written another way, is a retry: the first answer again.
+    same = pay(
+        anonymous,
+        invoice["invoice_id"],
+        key="click-1",
+        amount="10",
+        card=card("4242-4242-4242-4242", exp_month="12", exp_year=2099, cvc="999"),
+    )
+    assert (same.status_code, same.json()) == (200, first.json())
+    after = fetch(client, invoice["invoice_id"])
+    assert (after["amount_due"], len(after["payments"])) == ("90.00", 1)
+
+
+def test_a_retry_that_left_the_amount_to_the_amount_due_is_recognised_after_it_paid(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    assert pay(anonymous, invoice["invoice_id"], amount="40.00").status_code == 200
+    rest = pay(anonymous, invoice["invoice_id"], key="rest-1")
+    assert rest.json()["payment"]["amount"] == "60.00"
+    assert fetch(client, invoice["invoice_id"])["status"] == "Paid"
+
+    retried = pay(anonymous, invoice["invoice_id"], key="rest-1")
+    assert (retried.status_code, retried.json()) == (200, rest.json())
+    # Naming an amount is another request, even the amount the first one came to.
+    explicit = pay(anonymous, invoice["invoice_id"], key="rest-1", amount="60.00")
+    assert_problem(explicit, 409, "idempotency_key_reused", "idempotency_key")
+
+
+def test_a_declined_attempts_key_is_not_taken_by_another_card(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm)
+    declined = pay(anonymous, invoice["invoice_id"], key="try-1", card=card(DECLINED_CARD))
+    assert declined.status_code == 402
+    again = pay(anonymous, invoice["invoice_id"], key="try-1", card=card(DECLINED_CARD))
+    assert (again.status_code, again.json()) == (402, declined.json())
+    other_card = pay(anonymous, invoice["invoice_id"], key="try-1")
+    assert_problem(other_card, 409, "idempotency_key_reused", "idempotency_key")
+    assert fetch(client, invoice["invoice_id"])["payments"] == []
+
+
+def test_an_external_id_reused_with_another_payment_is_refused(
+    client: httpx.Client, firm: Firm
+) -> None:
+    invoice = new_invoice(client, firm, amount="100.00")
+    body = {
+        "artifact_id": invoice["invoice_id"],
+        "amount": "10.00",
+        "external_id": "transfer-7",
+        "payment_type": "BankTransfer",
+        "details": "ref 7",
+    }
+    first = client.post(f"{API}/payments/external", json=body)
+    assert first.status_code == 200, first.text
+    for different in ({"amount": "20.00"}, {"payment_type": "Cash"}, {"details": None}):
+        reused = client.post(f"{API}/payments/external", json=body | different)
+        problem = assert_problem(reused, 409, "idempotency_key_reused", "external_id")
+        assert "transfer-7" in problem["detail"]
+    retried = client.post(f"{API}/payments/external", json=body | {"amount": "10"})
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["payment"] == first.json()["payment"]
+    after = fetch(client, invoice["invoice_id"])
+    assert (after["amount_due"], len(after["payments"])) == ("90.00", 1)
+
+
+def test_request_fingerprints_keep_no_card_number(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm, database: Database
+) -> None:
+    invoice = new_invoice(client, firm)
+    paid = pay(anonymous, invoice["invoice_id"]).json()["payment"]
+    with database.session() as session:
+        stored = session.get_one(Payment, uuid.UUID(paid["payment_id"])).request_fingerprint
+    assert stored is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", stored)
+    assert stored != hashlib.sha256(b"4242424242424242").hexdigest()

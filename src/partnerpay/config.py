@@ -3,7 +3,7 @@
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=128, ge=1)
     webhook_poll_interval: float = Field(default=1.0, gt=0)
     run_dispatcher: bool = True
+    fingerprint_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="secret for payment request fingerprints; the same on every host",
+    )
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -22,7 +22,10 @@ class Payment(Base):
     the partner for money received elsewhere. Declined attempts are kept too (``Failed``)
     so that a repeated idempotency key gets the same answer.
 
-    Only the card's brand and last four digits are kept (in ``method_detail``).
+    Only the card's brand and last four digits are kept (in ``method_detail``);
+    ``request_fingerprint`` is a keyed hash of the request that made the payment (see
+    :mod:`partnerpay.payments.fingerprints`), so that a retry can be told from another
+    request sent with the same key without keeping the card number.
     """
 
     __tablename__ = "payments"
@@ -35,6 +38,7 @@ class Payment(Base):
     transaction_id: Mapped[uuid.UUID] = mapped_column(default=new_id)
     invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(16))
     payment_type: Mapped[str] = mapped_column(String(100))
     method_detail: Mapped[str | None] = mapped_column(String(100))

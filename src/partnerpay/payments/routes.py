@@ -44,9 +44,10 @@ def pay_invoice(
     body: PaymentIn,
 ) -> ModelResponse:
     """The call the payment page makes. A declined card is a 402 whose `type` (and
-    `error_context.decline_code`) says why; the same `idempotency_key` again returns the
-    first answer without charging again."""
-    payment = service.pay_invoice(session, invoice_id, body, gateway, settings.pay_base_url)
+    `error_context.decline_code`) says why; the same request with the same
+    `idempotency_key` again returns the first answer without charging again, and another
+    request with it is a 409 `idempotency_key_reused`."""
+    payment = service.pay_invoice(session, invoice_id, body, gateway, settings)
     return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))
 
 
@@ -61,9 +62,7 @@ def record_external_payment(
 ) -> ModelResponse:
     """Record money received outside the platform (cash, bank transfer...) against one of
     this partner's invoices; it lowers `amount_due` like any payment."""
-    payment, invoice = service.record_external_payment(
-        session, partner.id, body, settings.pay_base_url
-    )
+    payment, invoice = service.record_external_payment(session, partner.id, body, settings)
     return ModelResponse(
         ExternalPaymentResponse(
             payment=service.payment_out(payment),

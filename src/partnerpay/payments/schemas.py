@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from partnerpay.invoices.models import PaymentMethod
 from partnerpay.invoices.schemas import InvoiceOut
-from partnerpay.money import AmountString, Currency
+from partnerpay.money import AmountString, Currency, to_minor
 from partnerpay.payments.gateway import BankAccount, Card
 from partnerpay.wire import Timestamp, WireModel
 
@@ -113,8 +113,36 @@ class PaymentIn(BaseModel):
     card: CardIn | None = None
     direct_debit: DirectDebitIn | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
-        description="One per attempt to pay: the same key again returns the first result."
+        description="One per attempt to pay: the same request with the same key again "
+        "returns the first result; another request with it is 409 idempotency_key_reused."
     )
+
+    def canonical(self) -> dict[str, object]:
+        """What makes two requests the same payment (docs/decisions.md): the method, the
+        amount as sent (in cents, so ``"10"`` is ``"10.00"``; left out, it is "the amount
+        due", whatever that comes to) and the details of the method paid with, as
+        validated (a card number without its spaces, a two-digit year as 20xx). The
+        card's security code is not part of it: it must not be kept in any form."""
+        form: dict[str, object] = {
+            "method": str(self.method),
+            "amount_minor": to_minor(self.amount) if self.amount is not None else None,
+        }
+        if self.method == PaymentMethod.CARD and self.card is not None:
+            card = self.card
+            form["card"] = {
+                "number": card.number,
+                "exp_month": int(card.exp_month),
+                "exp_year": card.year,
+                "name": card.name,
+            }
+        elif self.direct_debit is not None:
+            account = self.direct_debit.to_account()
+            form["direct_debit"] = {
+                "account_name": account.account_name,
+                "bsb": account.bsb,
+                "account_number": account.account_number,
+            }
+        return form
 
     @model_validator(mode="after")
     def _details_for_the_method(self) -> Self:
@@ -135,10 +163,20 @@ class ExternalPaymentIn(BaseModel):
     artifact_id: uuid.UUID = Field(description="The invoice paid.")
     amount: AmountString
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
-        description="The partner's id for the payment; sending it again records nothing new."
+        description="The partner's id for the payment; sending the same payment again "
+        "records nothing new, another one with this id is 409 idempotency_key_reused."
     )
     payment_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     details: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    def canonical(self) -> dict[str, object]:
+        """What makes two records of one ``external_id`` the same: everything else sent,
+        the amount in cents."""
+        return {
+            "amount_minor": to_minor(self.amount),
+            "payment_type": self.payment_type,
+            "details": self.details,
+        }
 
 
 class PaymentOut(WireModel):

@@ -2,7 +2,8 @@
 
 Every payment locks its invoice row first, so concurrent payments are taken one at a time
 and can never together exceed the amount due; an idempotency key per attempt (unique per
-invoice) makes a double-clicked Pay button charge once.
+invoice) makes a double-clicked Pay button charge once, and the request's fingerprint kept
+with it tells that retry from another request sent with the same key.
 """
 
 import uuid
@@ -13,16 +14,18 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from partnerpay.config import Settings
 from partnerpay.db import utcnow
 from partnerpay.firms.models import Firm, FirmStatus
 from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod, SurchargeChoice
 from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.invoices.service import get_invoice
 from partnerpay.money import format_minor, percent_of, to_minor
+from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import ChargeResult, ChargeStatus, PaymentGateway
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
-from partnerpay.problems import ProblemError, conflict, invalid_field, not_found
+from partnerpay.problems import FieldError, ProblemError, conflict, invalid_field, not_found
 from partnerpay.webhooks.models import Topic
 from partnerpay.webhooks.service import emit_event
 from partnerpay.wire import parse_id
@@ -147,10 +150,43 @@ def _locked_invoice(session: Session, invoice_id: str | uuid.UUID) -> Invoice:
     return invoice
 
 
-def _earlier_attempt(session: Session, invoice: Invoice, key: str) -> Payment | None:
-    return session.scalars(
-        select(Payment).where(Payment.invoice_id == invoice.id, Payment.idempotency_key == key)
+@dataclass(frozen=True)
+class Attempt:
+    """How a request names its attempt: the key stored on the payment, the field and value
+    the caller sent it as, and the request's fingerprint."""
+
+    key: str
+    field: str
+    sent: str
+    fingerprint: str
+
+
+def _key_reused(attempt: Attempt) -> ProblemError:
+    message = (
+        f"'{attempt.sent}' was already used for a different request on this invoice; "
+        f"a retry must repeat that request, and a new payment needs a new {attempt.field}"
+    )
+    return ProblemError(
+        409,
+        "idempotency_key_reused",
+        f"{attempt.field}: {message}.",
+        title="Idempotency key reused",
+        fields=[FieldError(field=attempt.field, message=message)],
+    )
+
+
+def _earlier_attempt(session: Session, invoice: Invoice, attempt: Attempt) -> Payment | None:
+    """The payment this attempt's key made on this invoice before, if any; 409 if it was
+    made by another request. A payment kept from before fingerprints has none, and any
+    request with its key is taken as its retry."""
+    earlier = session.scalars(
+        select(Payment).where(
+            Payment.invoice_id == invoice.id, Payment.idempotency_key == attempt.key
+        )
     ).one_or_none()
+    if earlier is not None and earlier.request_fingerprint not in (None, attempt.fingerprint):
+        raise _key_reused(attempt)
+    return earlier
 
 
 def _require_payable(invoice: Invoice, firm: Firm) -> None:
@@ -163,11 +199,15 @@ def pay_invoice(
     invoice_id: str,
     data: PaymentIn,
     gateway: PaymentGateway,
-    pay_base_url: str,
+    settings: Settings,
 ) -> Payment:
     """Charge the payer; a declined charge is recorded, reported, and raised as a 402."""
     invoice = _locked_invoice(session, invoice_id)
-    earlier = _earlier_attempt(session, invoice, data.idempotency_key)
+    key = data.idempotency_key
+    attempt = Attempt(
+        key, "idempotency_key", key, fingerprint(settings.fingerprint_key, data.canonical())
+    )
+    earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
         session.rollback()
         if earlier.status == PaymentStatus.FAILED:
@@ -179,7 +219,8 @@ def pay_invoice(
     result = charge.run(gateway)
     payment = Payment(
         invoice_id=invoice.id,
-        idempotency_key=data.idempotency_key,
+        idempotency_key=key,
+        request_fingerprint=attempt.fingerprint,
         method=charge.method,
         payment_type=charge.method,
         method_detail=charge.detail,
@@ -194,7 +235,7 @@ def pay_invoice(
         _emit_payment(session, invoice, payment, Topic.PAYMENT_FAILED)
         session.commit()
         raise decline_problem(payment)
-    _apply_payment(session, invoice, payment, pay_base_url)
+    _apply_payment(session, invoice, payment, settings.pay_base_url)
     session.commit()
     return payment
 
@@ -229,12 +270,18 @@ def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_bas
 
 
 def record_external_payment(
-    session: Session, partner_id: uuid.UUID, data: ExternalPaymentIn, pay_base_url: str
+    session: Session, partner_id: uuid.UUID, data: ExternalPaymentIn, settings: Settings
 ) -> tuple[Payment, Invoice]:
-    """Record money the partner received elsewhere; the same ``external_id`` again is a no-op."""
+    """Record money the partner received elsewhere; the same payment again (the same
+    ``external_id`` and the same details) is a no-op."""
     invoice = get_invoice(session, partner_id, data.artifact_id, lock=True)
-    key = f"external:{data.external_id}"
-    earlier = _earlier_attempt(session, invoice, key)
+    attempt = Attempt(
+        f"external:{data.external_id}",
+        "external_id",
+        data.external_id,
+        fingerprint(settings.fingerprint_key, data.canonical()),
+    )
+    earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
         session.commit()
         return earlier, invoice
@@ -246,7 +293,8 @@ def record_external_payment(
         )
     payment = Payment(
         invoice_id=invoice.id,
-        idempotency_key=key,
+        idempotency_key=attempt.key,
+        request_fingerprint=attempt.fingerprint,
         method=EXTERNAL_METHOD,
         payment_type=data.payment_type,
         amount_minor=amount_minor,
@@ -257,7 +305,7 @@ def record_external_payment(
         settled_at=utcnow(),
     )
     session.add(payment)
-    _apply_payment(session, invoice, payment, pay_base_url)
+    _apply_payment(session, invoice, payment, settings.pay_base_url)
     session.commit()
     return payment, invoice
 

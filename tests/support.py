@@ -74,6 +74,8 @@ class Server:
             "PARTNERPAY_DATABASE_URL": database_url,
             "PARTNERPAY_PUBLIC_BASE_URL": base_url,
             "PARTNERPAY_RATE_LIMIT": "0",
+            "PARTNERPAY_PAYMENT_ATTEMPTS_PER_ADDRESS": "0",
+            "PARTNERPAY_PAYMENT_ATTEMPTS_PER_INVOICE": "0",
             **(env or {}),
         }
         with log.open("ab") as output:

@@ -21,8 +21,8 @@ from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_ex
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
 from partnerpay.payments.gateway import SandboxGateway
+from partnerpay.payments.routes import PaymentAttemptLimits, pay_router
 from partnerpay.payments.routes import partner_router as payments_router
-from partnerpay.payments.routes import pay_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.gateway = SandboxGateway()
+    app.state.payment_attempt_limits = PaymentAttemptLimits.of(settings)
     app.state.grant_cache = GrantCache(settings.auth_cache_seconds)
     install_problem_handlers(app)
     app.include_router(_partner_api())

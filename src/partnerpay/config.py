@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=128, ge=1)
     webhook_poll_interval: float = Field(default=1.0, gt=0)
     run_dispatcher: bool = True
+    payment_attempts_per_address: int = Field(
+        default=20, ge=0, description="per client address per window, per process; 0: no limit"
+    )
+    payment_attempts_per_invoice: int = Field(
+        default=10, ge=0, description="per invoice per window, per process; 0: no limit"
+    )
+    payment_attempts_window: float = Field(default=60.0, gt=0, description="seconds")
+    card_declines_limit: int = Field(
+        default=5, ge=0, description="declines on one invoice per window; 0: no limit"
+    )
+    card_declines_window: float = Field(default=900.0, gt=0, description="seconds")
     fingerprint_key: SecretStr = Field(
         default=SecretStr(""),
         description="secret for payment request fingerprints; the same on every host",

@@ -66,14 +66,15 @@ class BodySizeLimit:
 
 
 class TokenBucket:
-    def __init__(self, rate: float, now: float) -> None:
-        self.tokens = max(rate, 1.0)
+    def __init__(self, rate: float, now: float, capacity: float | None = None) -> None:
+        """``capacity``: the largest burst; by default one second's worth (at least 1)."""
+        self.capacity = max(rate, 1.0) if capacity is None else capacity
+        self.tokens = self.capacity
         self.updated = now
 
     def take(self, rate: float, now: float) -> float:
         """Take a token; 0 if one was there, else the seconds until one will be."""
-        capacity = max(rate, 1.0)
-        self.tokens = min(capacity, self.tokens + (now - self.updated) * rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
@@ -116,3 +117,30 @@ class PartnerRateLimit:
                 await problem_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class AttemptLimit:
+    """At most ``count`` attempts per ``window`` seconds per key, per process: a token bucket
+    per key that holds ``count`` and refills over ``window``, for the ``MAX_KEYS`` keys
+    seen last. ``count`` 0: no limit."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count = count
+        self.window = window
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Count an attempt: 0 if it is within the limit, else the seconds until it would be."""
+        if not self.count:
+            return 0.0
+        now, rate = time.monotonic(), self.count / self.window
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(rate, now, capacity=self.count)
+            if len(self.buckets) > self.MAX_KEYS:
+                self.buckets.popitem(last=False)
+        else:
+            self.buckets.move_to_end(key)
+        return bucket.take(rate, now)

@@ -1,9 +1,13 @@
+import math
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from partnerpay.config import Settings
 from partnerpay.dependencies import SessionDep, SettingsDep
 from partnerpay.invoices.schemas import InvoiceOut
+from partnerpay.limits import AttemptLimit
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.payments import service
 from partnerpay.payments.gateway import PaymentGateway
@@ -13,7 +17,7 @@ from partnerpay.payments.schemas import (
     PaymentIn,
     PaymentResponse,
 )
-from partnerpay.problems import problem_responses
+from partnerpay.problems import ProblemError, problem_responses
 from partnerpay.wire import ModelResponse
 
 PROBLEMS = problem_responses(400, 402, 404, 409)
@@ -30,11 +34,51 @@ async def get_gateway(request: Request) -> PaymentGateway:
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
+@dataclass(frozen=True)
+class PaymentAttemptLimits:
+    """Payment attempts allowed per client address and per invoice, counted per process:
+    against card testing, which tries many cards on one page, or one page after another."""
+
+    per_address: AttemptLimit
+    per_invoice: AttemptLimit
+
+    @classmethod
+    def of(cls, settings: Settings) -> "PaymentAttemptLimits":
+        window = settings.payment_attempts_window
+        return cls(
+            AttemptLimit(settings.payment_attempts_per_address, window),
+            AttemptLimit(settings.payment_attempts_per_invoice, window),
+        )
+
+    def take(self, address: str, invoice_id: str) -> None:
+        """Count an attempt; 429 ``rate_limited`` with ``Retry-After`` past either limit."""
+        for limit, key, where in (
+            (self.per_address, address, "from one address"),
+            (self.per_invoice, invoice_id.lower(), "on one invoice"),
+        ):
+            wait = limit.take(key)
+            if wait > 0:
+                raise ProblemError(
+                    429,
+                    "rate_limited",
+                    f"More than {limit.count} payment attempts {where} in {limit.window:g} "
+                    "seconds; retry after a pause.",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+
+
+async def limit_attempts(request: Request, invoice_id: str) -> None:
+    """Async: it only counts, in memory, so it needs no worker thread."""
+    limits: PaymentAttemptLimits = request.app.state.payment_attempt_limits
+    limits.take(request.client.host if request.client else "", invoice_id)
+
+
 @pay_router.post(
     "/{invoice_id}/payments",
     summary="Pay an invoice",
-    responses=PROBLEMS,
+    responses=problem_responses(400, 402, 404, 409, 429),
     response_model=PaymentResponse,
+    dependencies=[Depends(limit_attempts)],
 )
 def pay_invoice(
     session: SessionDep,
@@ -46,7 +90,10 @@ def pay_invoice(
     """The call the payment page makes. A declined card is a 402 whose `type` (and
     `error_context.decline_code`) says why; the same request with the same
     `idempotency_key` again returns the first answer without charging again, and another
-    request with it is a 409 `idempotency_key_reused`."""
+    request with it is a 409 `idempotency_key_reused`. Too many attempts from one address
+    or on one invoice are a 429 `rate_limited`, and cards are refused for a while on an
+    invoice whose cards were declined too often (429 `too_many_declines`); both say when to
+    retry in `Retry-After`."""
     payment = service.pay_invoice(session, invoice_id, body, gateway, settings)
     return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))
 

@@ -6,9 +6,11 @@ invoice) makes a double-clicked Pay button charge once, and the request's finger
 with it tells that retry from another request sent with the same key.
 """
 
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -194,6 +196,41 @@ def _require_payable(invoice: Invoice, firm: Firm) -> None:
         raise conflict("invoice_not_payable", f"Invoice '{invoice.id}' cannot take payments now.")
 
 
+def _require_no_cooling_off(session: Session, invoice: Invoice, settings: Settings) -> None:
+    """429 ``too_many_declines`` while the invoice's last ``card_declines_limit`` declines
+    all fall within ``card_declines_window``: someone may be testing stolen cards on it.
+
+    Counted in the database, under the invoice's lock, so it holds across processes and
+    hosts; an attempt it refuses reaches no gateway and writes nothing, so the partner gets
+    at most that many ``payment.failed`` events per window."""
+    limit = settings.card_declines_limit
+    if not limit:
+        return
+    now, window = utcnow(), timedelta(seconds=settings.card_declines_window)
+    recent = session.scalars(
+        select(Payment.created_at)
+        .where(
+            Payment.invoice_id == invoice.id,
+            Payment.status == PaymentStatus.FAILED,
+            Payment.created_at > now - window,
+        )
+        .order_by(Payment.created_at.desc())
+        .limit(limit)
+    ).all()
+    if len(recent) < limit:
+        return
+    wait = max(math.ceil((recent[-1] + window - now).total_seconds()), 1)
+    raise ProblemError(
+        429,
+        "too_many_declines",
+        f"Cards were declined {limit} times on this invoice within "
+        f"{settings.card_declines_window:g} seconds, so it takes no card for {wait} seconds; "
+        "pay by another method or try again later.",
+        title="Too many declined cards",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def pay_invoice(
     session: Session,
     invoice_id: str,
@@ -216,6 +253,8 @@ def pay_invoice(
     firm = session.get_one(Firm, invoice.firm_id)
     _require_payable(invoice, firm)
     charge = _charge(invoice, firm, data)
+    if charge.method == PaymentMethod.CARD:
+        _require_no_cooling_off(session, invoice, settings)
     result = charge.run(gateway)
     payment = Payment(
         invoice_id=invoice.id,

@@ -3,7 +3,7 @@
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,10 +40,6 @@ class Settings(BaseSettings):
         default=5, ge=0, description="declines on one invoice per window; 0: no limit"
     )
     card_declines_window: float = Field(default=900.0, gt=0, description="seconds")
-    fingerprint_key: SecretStr = Field(
-        default=SecretStr(""),
-        description="secret for payment request fingerprints; the same on every host",
-    )
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -121,18 +121,20 @@ class PaymentIn(BaseModel):
         """What makes two requests the same payment (docs/decisions.md): the method, the
         amount as sent (in cents, so ``"10"`` is ``"10.00"``; left out, it is "the amount
         due", whatever that comes to) and the details of the method paid with, as
-        validated (a card number without its spaces, a two-digit year as 20xx). The
-        card's security code is not part of it: it must not be kept in any form."""
+        validated, less what must not be kept: a card is its brand, last four digits,
+        expiry (a two-digit year as 20xx) and name, never its whole number or security
+        code; an account its name, BSB and last four digits."""
         form: dict[str, object] = {
             "method": str(self.method),
             "amount_minor": to_minor(self.amount) if self.amount is not None else None,
         }
         if self.method == PaymentMethod.CARD and self.card is not None:
-            card = self.card
+            card = self.card.to_card()
             form["card"] = {
-                "number": card.number,
-                "exp_month": int(card.exp_month),
-                "exp_year": card.year,
+                "brand": card.brand,
+                "last4": card.number[-4:],
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
                 "name": card.name,
             }
         elif self.direct_debit is not None:
@@ -140,7 +142,7 @@ class PaymentIn(BaseModel):
             form["direct_debit"] = {
                 "account_name": account.account_name,
                 "bsb": account.bsb,
-                "account_number": account.account_number,
+                "account_last4": account.account_number[-4:],
             }
         return form
 

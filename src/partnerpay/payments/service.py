@@ -241,9 +241,7 @@ def pay_invoice(
     """Charge the payer; a declined charge is recorded, reported, and raised as a 402."""
     invoice = _locked_invoice(session, invoice_id)
     key = data.idempotency_key
-    attempt = Attempt(
-        key, "idempotency_key", key, fingerprint(settings.fingerprint_key, data.canonical())
-    )
+    attempt = Attempt(key, "idempotency_key", key, fingerprint(data.canonical()))
     earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
         session.rollback()
@@ -318,7 +316,7 @@ def record_external_payment(
         f"external:{data.external_id}",
         "external_id",
         data.external_id,
-        fingerprint(settings.fingerprint_key, data.canonical()),
+        fingerprint(data.canonical()),
     )
     earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:

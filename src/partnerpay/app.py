@@ -20,7 +20,7 @@ from partnerpay.limits import BodySizeLimit, PartnerRateLimit
 from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
-from partnerpay.payments.gateway import SandboxGateway
+from partnerpay.payments.gateways.sandbox import SandboxGateway
 from partnerpay.payments.routes import PaymentAttemptLimits, pay_router
 from partnerpay.payments.routes import partner_router as payments_router
 from partnerpay.paypage.routes import STATIC_DIR

@@ -10,7 +10,7 @@ from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.limits import AttemptLimit
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.payments import service
-from partnerpay.payments.gateway import PaymentGateway
+from partnerpay.payments.gateways.base import PaymentGateway
 from partnerpay.payments.schemas import (
     ExternalPaymentIn,
     ExternalPaymentResponse,

@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 from partnerpay.invoices.models import PaymentMethod
 from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.money import AmountString, Currency, to_minor
-from partnerpay.payments.gateway import BankAccount, Card
+from partnerpay.payments.gateways.base import BankAccount, Card
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -24,7 +24,7 @@ from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.invoices.service import get_invoice
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments.fingerprints import fingerprint
-from partnerpay.payments.gateway import ChargeResult, ChargeStatus, PaymentGateway
+from partnerpay.payments.gateways.base import ChargeResult, ChargeStatus, PaymentGateway
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
 from partnerpay.problems import FieldError, ProblemError, conflict, invalid_field, not_found

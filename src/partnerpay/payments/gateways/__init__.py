@@ -1,0 +1,2 @@
+"""Payment gateways: the interface (``base``) and the built-in ``sandbox``, each processor
+in a module of its own beside them."""

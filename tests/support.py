@@ -29,6 +29,16 @@ STARTUP_DEADLINE_S = 60.0
 API = "/api/v3/partner"
 
 
+def fullwidth(text: str) -> str:
+    """``text`` with fullwidth digits (U+FF10...) for ASCII ones (which ``\\d`` matches)."""
+    return text.translate({ord("0") + d: 0xFF10 + d for d in range(10)})
+
+
+def arabic_indic(text: str) -> str:
+    """``text`` with Arabic-Indic digits (U+0660...) for ASCII ones."""
+    return text.translate({ord("0") + d: 0x0660 + d for d in range(10)})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

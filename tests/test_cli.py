@@ -15,8 +15,10 @@ from tests.support import (
     Firm,
     Partner,
     Server,
+    arabic_indic,
     assert_problem,
     create_invoice,
+    fullwidth,
     invoice_body,
     partner_client,
 )
@@ -214,10 +216,11 @@ def test_create_firm_with_a_surcharge(database_url: str) -> None:
     )
     assert (firm["surcharge_enabled"], firm["surcharge_percent"]) == (True, "1.5")
 
-    refused = run_cli(
-        database_url,
-        *("admin", "create-firm", "--partner-id", str(partner.id), "--trading-name", "Bad"),
-        *("--surcharge-percent", "150"),
-    )
-    assert refused.returncode == 1
-    assert "surcharge_percent" in refused.stderr
+    for bad in ("150", fullwidth("1.5"), arabic_indic("2")):
+        refused = run_cli(
+            database_url,
+            *("admin", "create-firm", "--partner-id", str(partner.id), "--trading-name", "Bad"),
+            *("--surcharge-percent", bad),
+        )
+        assert refused.returncode == 1, bad
+        assert "surcharge_percent" in refused.stderr

@@ -11,9 +11,11 @@ from tests.support import (
     API,
     Partner,
     Server,
+    arabic_indic,
     assert_problem,
     create_firm,
     create_partner,
+    fullwidth,
     list_all,
     list_pages,
     partner_client,
@@ -160,6 +162,8 @@ def test_malformed_or_unknown_firm_id_is_404(client: httpx.Client, firm_id: str)
         ({"currency": "EUR"}, "currency"),
         ({"metadata": {"crm_id": 42}}, "metadata.crm_id"),
         ({"external_id": ""}, "external_id"),
+        ({"surcharge_percent": fullwidth("1.5")}, "surcharge_percent"),
+        ({"surcharge_percent": arabic_indic("2")}, "surcharge_percent"),
     ],
 )
 def test_invalid_firm_is_400_naming_the_field(

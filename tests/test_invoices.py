@@ -1,5 +1,6 @@
 """The invoice endpoints of the Partner API, over HTTP, against a running server."""
 
+import base64
 import itertools
 import json
 import threading
@@ -22,10 +23,12 @@ from tests.support import (
     Firm,
     Partner,
     Server,
+    arabic_indic,
     assert_problem,
     create_firm,
     create_invoice,
     create_partner,
+    fullwidth,
     invoice_body,
     invoice_by_external_id,
     list_all,
@@ -188,12 +191,15 @@ def test_due_date_with_an_offset_is_shown_in_utc(client: httpx.Client, firm: Fir
         "0001-01-01T00:00:00+01:00",
         0,
         "1700000000",
+        fullwidth("2024-01-01T00:00:00Z"),
     ],
 )
 def test_bad_due_date_is_400(client: httpx.Client, firm: Firm, due_date: object) -> None:
-    assert_rejected(
+    problem = assert_rejected(
         client, minimal_body(firm, due_date=due_date), 400, "validation_error", "due_date"
     )
+    if isinstance(due_date, str) and not due_date.isascii():
+        assert "RFC 3339" in problem["detail"]
 
 
 def test_fields_with_no_value_are_omitted(client: httpx.Client, firm: Firm) -> None:
@@ -398,6 +404,9 @@ BAD_AMOUNTS = [
     " 1",
     "1,000",
     "12345678901",
+    fullwidth("123"),
+    arabic_indic("123.45"),
+    "12" + arabic_indic("3"),
     12.5,
     10,
     None,
@@ -423,6 +432,8 @@ def test_bad_line_item_amount_is_400(client: httpx.Client, firm: Firm, amount: o
         ({"tax_rate": "101"}, "line_items[0].tax_rate"),
         ({"tax_rate": "-1"}, "line_items[0].tax_rate"),
         ({"tax_rate": 10}, "line_items[0].tax_rate"),
+        ({"tax_rate": fullwidth("1") + arabic_indic("0")}, "line_items[0].tax_rate"),
+        ({"tax_rate": fullwidth("10.5")}, "line_items[0].tax_rate"),
         ({"quantity": 0}, "line_items[0].quantity"),
         ({"quantity": "1"}, "line_items[0].quantity"),
         ({"quantity": 1.5}, "line_items[0].quantity"),
@@ -565,6 +576,17 @@ def test_malformed_or_unknown_invoice_id_is_404(client: httpx.Client, invoice_id
     assert_problem(adjust, 404, "not_found")
 
 
+def test_an_id_spelled_in_other_digits_names_nothing(client: httpx.Client, firm: Firm) -> None:
+    """``uuid.UUID`` reads a fullwidth "1" as "1": such an id must not find the invoice."""
+    invoice = create_invoice(client, invoice_body(firm))
+    invoice_id = fullwidth(invoice["invoice_id"])
+    assert_problem(client.get(f"{INVOICES}/{invoice_id}"), 404, "not_found")
+    firm_id = fullwidth(str(firm.id))
+    by_external_id = invoice_by_external_id(client, firm_id, invoice["external_id"])
+    assert_problem(by_external_id, 404, "not_found")
+    assert read(client, invoice["invoice_id"]) == invoice
+
+
 @pytest.mark.parametrize("firm_id", ["not-a-uuid", str(uuid.uuid4())])
 def test_by_external_id_with_malformed_or_unknown_firm_is_404(
     client: httpx.Client, firm_id: str
@@ -701,6 +723,11 @@ def test_another_partners_invoices_never_appear(
     assert list_all(client, "/invoices", "invoices") == [mine]
 
 
+def _cursor(*position: object) -> str:
+    """A cursor as the API encodes one, of any content."""
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -709,6 +736,11 @@ def test_another_partners_invoices_never_appear(
         ({"limit": "ten"}, "limit"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": "W10"}, "cursor"),
+        (
+            {"cursor": _cursor("2024-01-01T00:00:00.000Z", fullwidth(str(uuid.uuid4())))},
+            "cursor",
+        ),
+        ({"cursor": _cursor("2024-01-01T00:00:00.000Z", 5)}, "cursor"),
         ({"firm_id": "not-a-uuid"}, "firm_id"),
         ({"status": "Lost"}, "status"),
     ],

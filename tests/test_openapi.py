@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import API, assert_problem
+from tests.support import API, assert_problem, fullwidth
 
 # Every partner route of DESIGN.md section 3.
 DOCUMENTED_ROUTES = {
@@ -91,6 +91,19 @@ def test_create_invoice_takes_invoice_in(spec: dict[str, Any]) -> None:
     )
     for platform_set in ("invoice_id", "status", "payment_uri"):
         assert platform_set not in invoice_in["properties"]
+
+
+def test_money_patterns_take_only_ascii_digits(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    amount = schemas["InvoiceIn"]["properties"]["amount"]["pattern"]
+    (tax_rate,) = (
+        choice["pattern"]
+        for choice in schemas["LineItemIn"]["properties"]["tax_rate"]["anyOf"]
+        if "pattern" in choice
+    )
+    for pattern, example in ((amount, "123.45"), (tax_rate, "12.5")):
+        assert re.fullmatch(pattern, example), pattern
+        assert not re.fullmatch(pattern, fullwidth(example)), pattern
 
 
 def test_errors_are_documented_as_problems_never_as_422(spec: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule_is_seconds(cls, value: str) -> str:
         delays = [part.strip() for part in value.split(",") if part.strip()]
-        if not all(part.replace(".", "", 1).isdigit() for part in delays):
+        if not all(part.isascii() and part.replace(".", "", 1).isdigit() for part in delays):
             raise ValueError("must be comma-separated seconds, such as 5,300,1800")
         return ",".join(delays)
 

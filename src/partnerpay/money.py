@@ -12,8 +12,10 @@ from typing import Annotated
 from pydantic import BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-AMOUNT_PATTERN = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
-PERCENT_PATTERN = re.compile(r"^\d{1,3}(\.\d{1,4})?$")
+AMOUNT_PATTERN = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?$")
+PERCENT_PATTERN = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,4})?$")
+# [0-9], not \d: \d is every script's digits (fullwidth, Arabic-Indic, ...), and Decimal()
+# reads them all.
 MINOR_UNITS_PER_MAJOR = 100
 CENT = Decimal("0.01")
 

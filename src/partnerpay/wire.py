@@ -44,7 +44,7 @@ def _to_utc_millis(value: datetime) -> datetime:
         ) from None
 
 
-RFC3339_START = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]")
+RFC3339_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
 
 
 def _require_rfc3339_text(value: object) -> object:
@@ -97,14 +97,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (binascii.Error, ValueError, TypeError) as error:
+        return datetime.fromisoformat(created_at), parse_uuid(row_id)
+    except (binascii.Error, ValueError, TypeError, AttributeError) as error:
         raise invalid_field("cursor", "is not a cursor this API returned") from error
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    """A uuid in any spelling :class:`uuid.UUID` reads, but of ASCII only: it would take
+    other scripts' digits (fullwidth, Arabic-Indic, ...) for hex digits."""
+    if not text.isascii():
+        raise ValueError(f"not a uuid: {text!r}")
+    return uuid.UUID(text)
 
 
 def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
     """An id from a path; one that is not a uuid names nothing, so it is a 404."""
     try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+        return value if isinstance(value, uuid.UUID) else parse_uuid(value)
     except ValueError:
         raise not_found(what, value) from None

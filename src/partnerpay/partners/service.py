@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from partnerpay.db import utcnow
 from partnerpay.partners.models import ApiKey, Partner
+from partnerpay.wire import parse_uuid
 
 API_KEY_PREFIX = "ppk_"
 
@@ -76,7 +77,7 @@ class Credentials:
         if not partner_id or not api_key:
             return None
         try:
-            parsed_id = uuid.UUID(partner_id)
+            parsed_id = parse_uuid(partner_id)
         except ValueError:
             return None
         return cls(parsed_id, hash_api_key(api_key))

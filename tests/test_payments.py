@@ -30,6 +30,7 @@ from tests.support import (
     create_firm,
     create_invoice,
     create_partner,
+    fullwidth,
     invoice_body,
 )
 
@@ -245,6 +246,9 @@ def test_paid_and_voided_invoices_take_no_payment_and_no_update(
         ({"card": card(exp_year=2001)}, "card"),
         ({"card": card(exp_month=13)}, "card.exp_month"),
         ({"card": card(cvc="12")}, "card.cvc"),
+        ({"card": card(fullwidth(SUCCESS_CARD))}, "card.number"),
+        ({"card": card(cvc=fullwidth("123"))}, "card.cvc"),
+        ({"card": card(exp_year=fullwidth("2099"))}, "card.exp_year"),
         ({"card": None}, "body"),
         ({"method": "Cheque"}, "method"),
         (

@@ -32,7 +32,7 @@ def _luhn_ok(number: str) -> bool:
 
 def _card_number(value: object) -> str:
     digits = re.sub(r"[ -]", "", value) if isinstance(value, str) else str(value)
-    if not re.fullmatch(r"\d{12,19}", digits) or not _luhn_ok(digits):
+    if not re.fullmatch(r"[0-9]{12,19}", digits) or not _luhn_ok(digits):
         raise PydanticCustomError("invalid_card_number", "is not a valid card number")
     return digits
 
@@ -55,10 +55,10 @@ def _digits(pattern: str, message: str) -> BeforeValidator:
 
 CardNumber = Annotated[str, BeforeValidator(_card_number)]
 Month = Annotated[str, _digits(r"0?[1-9]|1[0-2]", "must be a month from 1 to 12")]
-Year = Annotated[str, _digits(r"\d{2}|\d{4}", "must be a year such as 2030 or 30")]
-Cvc = Annotated[str, _digits(r"\d{3,4}", "must be the 3 or 4 digits on the card")]
-Bsb = Annotated[str, _digits(r"\d{3}-?\d{3}", "must be a 6-digit BSB such as 062-000")]
-AccountNumber = Annotated[str, _digits(r"\d{5,9}", "must be 5 to 9 digits")]
+Year = Annotated[str, _digits(r"[0-9]{2}|[0-9]{4}", "must be a year such as 2030 or 30")]
+Cvc = Annotated[str, _digits(r"[0-9]{3,4}", "must be the 3 or 4 digits on the card")]
+Bsb = Annotated[str, _digits(r"[0-9]{3}-?[0-9]{3}", "must be a 6-digit BSB such as 062-000")]
+AccountNumber = Annotated[str, _digits(r"[0-9]{5,9}", "must be 5 to 9 digits")]
 
 
 class CardIn(BaseModel):

@@ -142,6 +142,21 @@ def test_metrics_count_requests_and_the_webhook_backlog(
     assert "partnerpay_webhook_attempts_total" in text
 
 
+def test_latency_is_measured_by_route_and_status_class(
+    client: httpx.Client, anonymous: httpx.Client, server: Server
+) -> None:
+    assert client.get(f"{API}/firms").status_code == 200
+    assert anonymous.get(f"{API}/firms").status_code == 401
+    stray = f"/no-such-page/{uuid.uuid4().hex}"
+    assert anonymous.get(stray).status_code == 404
+    text = httpx.get(f"{server.base_url}/metrics").text
+    latency = "partnerpay_http_request_duration_seconds_count"
+    assert f'{latency}{{method="GET",route="/api/v3/partner/firms",status="2xx"}}' in text
+    assert f'{latency}{{method="GET",route="/api/v3/partner/firms",status="4xx"}}' in text
+    assert f'{latency}{{method="GET",route="unmatched",status="4xx"}}' in text
+    assert stray not in text
+
+
 def test_shutdown_finishes_the_delivery_under_way(fresh_database_url: str, tmp_path: Path) -> None:
     database = Database(fresh_database_url)
     partner = create_partner(database)

@@ -41,12 +41,15 @@ access_logger = logging.getLogger("partnerpay.access")
 HTTP_REQUESTS = Counter(
     "partnerpay_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
+# Latency by status class ("2xx", "4xx"), not by code: a histogram is a dozen series per
+# label set, and the exact codes are in the counter.
 HTTP_LATENCY = Histogram(
     "partnerpay_http_request_duration_seconds",
     "Time to answer an HTTP request",
-    ["method", "route"],
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 WEBHOOK_ATTEMPTS = Counter(
     "partnerpay_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
 )
@@ -138,7 +141,7 @@ class RequestObserver:
             elapsed = time.perf_counter() - started
             route, method = _route_of(scope), scope["method"]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            HTTP_LATENCY.labels(method, route, STATUS_CLASSES[status // 100 - 1]).observe(elapsed)
             access_logger.info(
                 "%s %s %s",
                 method,

@@ -86,6 +86,7 @@ class Server:
             "PARTNERPAY_RATE_LIMIT": "0",
             "PARTNERPAY_PAYMENT_ATTEMPTS_PER_ADDRESS": "0",
             "PARTNERPAY_PAYMENT_ATTEMPTS_PER_INVOICE": "0",
+            "PARTNERPAY_AUTH_FAILURE_RATE_LIMIT": "0",
             **(env or {}),
         }
         with log.open("ab") as output:

@@ -56,7 +56,11 @@ def test_streamed_bodies_over_a_megabyte_are_refused(client: httpx.Client) -> No
 
 @pytest.fixture
 def limited_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    env = {"PARTNERPAY_RATE_LIMIT": "5", "PARTNERPAY_RUN_DISPATCHER": "false"}
+    env = {
+        "PARTNERPAY_RATE_LIMIT": "5",
+        "PARTNERPAY_AUTH_FAILURE_RATE_LIMIT": "2",
+        "PARTNERPAY_RUN_DISPATCHER": "false",
+    }
     with Server.start(database_url, tmp_path / "server.log", env=env) as running:
         yield running
 
@@ -76,6 +80,58 @@ def test_each_partner_has_its_own_rate_limit(
     with httpx.Client(base_url=limited_server.base_url, headers=other.headers) as client:
         assert client.get(f"{API}/firms").status_code == 200
     assert httpx.get(f"{limited_server.base_url}/healthz").status_code == 200
+
+
+def test_a_stranger_sending_a_partners_id_cannot_spend_its_rate_limit(
+    limited_server: Server, partner: Partner
+) -> None:
+    """Partner ids are not secret. A flood of wrong keys with this partner's id is refused
+    by its address's own budget for failures, whatever X-Forwarded-For it sends (from
+    127.0.0.1, which uvicorn would trust by default); the partner, from another address
+    (127.0.0.2), makes its four requests (within its five a second) and all succeed."""
+    stranger = httpx.Client(
+        base_url=limited_server.base_url,
+        headers={"X-CHANNEL-PARTNER-ID": str(partner.id), "X-API-KEY": "ppk_guessed"},
+    )
+    own = httpx.Client(
+        base_url=limited_server.base_url,
+        transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+        headers=partner.headers,
+    )
+    flood: list[httpx.Response] = []
+    mine: list[int] = []
+    with stranger, own:
+        for round_ in range(4):
+            for attempt in range(10):
+                forwarded = {"X-Forwarded-For": f"10.0.{round_}.{attempt}"}
+                flood.append(stranger.get(f"{API}/firms", headers=forwarded))
+            mine.append(own.get(f"{API}/firms").status_code)
+    assert mine == [200] * 4
+    statuses = {response.status_code for response in flood}
+    assert statuses == {401, 429}
+    refused = next(response for response in flood if response.status_code == 429)
+    assert refused.json()["type"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_every_spelling_of_a_partners_id_shares_its_rate_limit(
+    limited_server: Server, partner: Partner
+) -> None:
+    """``uuid.UUID`` reads many spellings of one id; each of the eight here is sent three
+    times, within five a second each, but the partner's 24 requests share one budget."""
+    text, digits = str(partner.id), partner.id.hex
+    spellings = [text, text.upper(), f"{{{text}}}", f"urn:uuid:{text}"]
+    spellings += [digits, digits.upper(), f"{{{digits}}}", f"urn:uuid:{text.upper()}"]
+    with httpx.Client(base_url=limited_server.base_url) as client:
+        statuses = [
+            client.get(
+                f"{API}/firms",
+                headers={"X-CHANNEL-PARTNER-ID": spelling, "X-API-KEY": partner.api_key},
+            ).status_code
+            for spelling in spellings * 3
+        ]
+    assert set(statuses) == {200, 429}
+    assert statuses[:5] == [200] * 5
 
 
 def test_a_burst_of_health_checks_cannot_starve_the_connection_pool(

@@ -16,7 +16,7 @@ from partnerpay.db import Database
 from partnerpay.dependencies import SessionDep, database_of
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
-from partnerpay.limits import BodySizeLimit, PartnerRateLimit
+from partnerpay.limits import BodySizeLimit, RateLimit
 from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
@@ -55,7 +55,7 @@ class Health(WireModel):
 def _partner_api() -> APIRouter:
     router = APIRouter(
         prefix=PARTNER_API_PREFIX,
-        responses=problem_responses(401),
+        responses=problem_responses(401, 429),
     )
     router.include_router(invoices_router)
     router.include_router(firms_router)
@@ -154,18 +154,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.gateway = SandboxGateway()
-    app.state.payment_attempt_limits = PaymentAttemptLimits.of(settings)
+    app.state.payment_attempt_limits = PaymentAttemptLimits(settings)
     app.state.grant_cache = GrantCache(settings.auth_cache_seconds)
+    app.state.partner_rate_limit = RateLimit(settings.rate_limit)
+    app.state.auth_failure_limit = RateLimit(settings.auth_failure_rate_limit)
     install_problem_handlers(app)
     app.include_router(_partner_api())
     app.include_router(pay_router)
     app.include_router(paypage_router)
     app.include_router(_operations_api())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    if settings.rate_limit:
-        app.add_middleware(
-            PartnerRateLimit, rate=settings.rate_limit, path_prefix=PARTNER_API_PREFIX
-        )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)
     _describe_errors_as_sent(app)

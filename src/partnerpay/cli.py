@@ -89,6 +89,9 @@ def serve(
         workers=workers,
         log_config=LOGGING_CONFIG,
         access_log=False,
+        # A client's address is the peer's, unless that peer is a proxy named here.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 

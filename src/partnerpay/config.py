@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit: float = Field(default=100.0, ge=0, description="per partner; 0: no limit")
+    auth_failure_rate_limit: float = Field(
+        default=10.0, ge=0, description="failed authentications per client address; 0: no limit"
+    )
+    forwarded_allow_ips: str = Field(
+        default="", description="proxies whose X-Forwarded-For is the client's address"
+    )
     auth_cache_seconds: float = Field(default=5.0, ge=0, description="0: verify every request")
     worker_threads: int = Field(default=8, ge=1, description="per process, for blocking work")
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"

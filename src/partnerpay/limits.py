@@ -1,18 +1,19 @@
-"""Request limits: body size (413) and a per-partner request rate (429)."""
+"""Request limits: body size (413), and request rates per key (429) for partners and for
+failed authentications."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from partnerpay.problems import ProblemError, problem_response
 
-PARTNER_HEADER = b"x-channel-partner-id"
-MAX_TRACKED_PARTNERS = 10_000
+MAX_TRACKED_KEYS = 10_000
 
 
 class BodyTooLargeError(HTTPException):
@@ -81,66 +82,53 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / rate
 
+    def wait(self, rate: float, now: float) -> float:
+        """The seconds until a token will be there (0: one is), taking none."""
+        tokens = min(self.capacity, self.tokens + (now - self.updated) * rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / rate
 
-class PartnerRateLimit:
-    """At most ``rate`` requests per second per ``X-CHANNEL-PARTNER-ID`` (bursts of one
-    second's worth), per process; over it, 429 with ``Retry-After``."""
 
-    def __init__(self, app: ASGIApp, rate: float, path_prefix: str) -> None:
-        self.app = app
+class RateLimit:
+    """At most ``rate`` events per second per key, in bursts of up to ``burst`` (by
+    default one second's worth), per process, for the ``MAX_TRACKED_KEYS`` keys seen last;
+    ``rate`` 0: no limit."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
-        self.path_prefix = path_prefix
-        self.buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        self.burst = burst
+        self.clock = clock
+        self.buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
-    def _wait_for(self, partner: bytes) -> float:
-        now = time.monotonic()
-        bucket = self.buckets.get(partner)
-        if bucket is None:
-            bucket = self.buckets[partner] = TokenBucket(self.rate, now)
-            if len(self.buckets) > MAX_TRACKED_PARTNERS:
-                self.buckets.popitem(last=False)
-        else:
-            self.buckets.move_to_end(partner)
-        return bucket.take(self.rate, now)
+    @classmethod
+    def per_window(cls, count: int, window: float) -> RateLimit:
+        """At most ``count`` events per ``window`` seconds, all of them at once if need be."""
+        return cls(count / window, burst=count)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.path_prefix):
-            partner = dict(scope["headers"]).get(PARTNER_HEADER, b"")
-            wait = self._wait_for(partner)
-            if wait > 0:
-                error = ProblemError(
-                    429,
-                    "rate_limited",
-                    f"More than {self.rate:g} requests per second; retry after a pause.",
-                    headers={"Retry-After": str(math.ceil(wait))},
-                )
-                await problem_response(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class AttemptLimit:
-    """At most ``count`` attempts per ``window`` seconds per key, per process: a token bucket
-    per key that holds ``count`` and refills over ``window``, for the ``MAX_KEYS`` keys
-    seen last. ``count`` 0: no limit."""
-
-    MAX_KEYS = 10_000
-
-    def __init__(self, count: int, window: float) -> None:
-        self.count = count
-        self.window = window
-        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, key: str) -> float:
-        """Count an attempt: 0 if it is within the limit, else the seconds until it would be."""
-        if not self.count:
+    def take(self, key: Hashable) -> float:
+        """Count an event: 0 if it is within the limit, else the seconds until one will be."""
+        if not self.rate:
             return 0.0
-        now, rate = time.monotonic(), self.count / self.window
+        now = self.clock()
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = TokenBucket(rate, now, capacity=self.count)
-            if len(self.buckets) > self.MAX_KEYS:
+            bucket = self.buckets[key] = TokenBucket(self.rate, now, capacity=self.burst)
+            if len(self.buckets) > MAX_TRACKED_KEYS:
                 self.buckets.popitem(last=False)
         else:
             self.buckets.move_to_end(key)
-        return bucket.take(rate, now)
+        return bucket.take(self.rate, now)
+
+    def wait(self, key: Hashable) -> float:
+        """The seconds until an event of this key will be within the limit, counting none."""
+        bucket = self.buckets.get(key) if self.rate else None
+        return 0.0 if bucket is None else bucket.wait(self.rate, self.clock())
+
+
+def rate_limited(wait: float, detail: str) -> ProblemError:
+    """The 429 for an event ``wait`` seconds too early."""
+    return ProblemError(429, "rate_limited", detail, headers={"Retry-After": str(math.ceil(wait))})

@@ -1,5 +1,3 @@
-import math
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -7,7 +5,7 @@ from fastapi import APIRouter, Depends, Request
 from partnerpay.config import Settings
 from partnerpay.dependencies import SessionDep, SettingsDep
 from partnerpay.invoices.schemas import InvoiceOut
-from partnerpay.limits import AttemptLimit
+from partnerpay.limits import RateLimit, rate_limited
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.payments import service
 from partnerpay.payments.gateways.base import PaymentGateway
@@ -17,7 +15,7 @@ from partnerpay.payments.schemas import (
     PaymentIn,
     PaymentResponse,
 )
-from partnerpay.problems import ProblemError, problem_responses
+from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
 PROBLEMS = problem_responses(400, 402, 404, 409)
@@ -34,36 +32,31 @@ async def get_gateway(request: Request) -> PaymentGateway:
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
-@dataclass(frozen=True)
 class PaymentAttemptLimits:
     """Payment attempts allowed per client address and per invoice, counted per process:
     against card testing, which tries many cards on one page, or one page after another."""
 
-    per_address: AttemptLimit
-    per_invoice: AttemptLimit
-
-    @classmethod
-    def of(cls, settings: Settings) -> "PaymentAttemptLimits":
-        window = settings.payment_attempts_window
-        return cls(
-            AttemptLimit(settings.payment_attempts_per_address, window),
-            AttemptLimit(settings.payment_attempts_per_invoice, window),
+    def __init__(self, settings: Settings) -> None:
+        self.window = settings.payment_attempts_window
+        self.limits = tuple(
+            (where, count, RateLimit.per_window(count, self.window))
+            for where, count in (
+                ("from one address", settings.payment_attempts_per_address),
+                ("on one invoice", settings.payment_attempts_per_invoice),
+            )
         )
 
     def take(self, address: str, invoice_id: str) -> None:
         """Count an attempt; 429 ``rate_limited`` with ``Retry-After`` past either limit."""
-        for limit, key, where in (
-            (self.per_address, address, "from one address"),
-            (self.per_invoice, invoice_id.lower(), "on one invoice"),
+        for (where, count, limit), key in zip(
+            self.limits, (address, invoice_id.lower()), strict=True
         ):
             wait = limit.take(key)
             if wait > 0:
-                raise ProblemError(
-                    429,
-                    "rate_limited",
-                    f"More than {limit.count} payment attempts {where} in {limit.window:g} "
-                    "seconds; retry after a pause.",
-                    headers={"Retry-After": str(math.ceil(wait))},
+                raise rate_limited(
+                    wait,
+                    f"More than {count} payment attempts {where} in {self.window:g} seconds; "
+                    "retry after a pause.",
                 )
 
 

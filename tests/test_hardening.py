@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import get_type_hints
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -80,6 +83,86 @@ def test_each_partner_has_its_own_rate_limit(
     with httpx.Client(base_url=limited_server.base_url, headers=other.headers) as client:
         assert client.get(f"{API}/firms").status_code == 200
     assert httpx.get(f"{limited_server.base_url}/healthz").status_code == 200
+
+
+@pytest.fixture
+def impatient_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A server that waits one second for a request to arrive."""
+    env = {"PARTNERPAY_REQUEST_TIMEOUT": "1", "PARTNERPAY_RUN_DISPATCHER": "false"}
+    with Server.start(database_url, tmp_path / "server.log", env=env) as running:
+        yield running
+
+
+def exchange(server: Server, request: bytes) -> bytes:
+    """Send ``request`` on a connection of its own (as much of it as the server takes)
+    and read until the server closes it; fails if that takes ten seconds."""
+    address = urlsplit(server.base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)  # refused part way, the answer is still to be read
+        answer = b""
+        while chunk := sock.recv(65_536):
+            answer += chunk
+        return answer
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def get_with(headers: bytes) -> bytes:
+    return b"GET /healthz HTTP/1.1\r\nHost: test\r\n" + headers + b"Connection: close\r\n\r\n"
+
+
+def rss_kib(server: Server) -> int:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    (line,) = (line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
+def test_heads_over_their_limits_are_431_and_hold_no_memory(server: Server) -> None:
+    """By default a request's line and headers may take 32 KiB and hold 100 headers."""
+    many = b"".join(b"X-Header-%d: 1\r\n" % n for n in range(98))
+    assert status_of(exchange(server, get_with(many))) == 200
+    too_many = exchange(server, get_with(many + b"X-One: 1\r\nX-Two: 2\r\n"))
+    assert status_of(too_many) == 431
+    assert b"application/problem+json" in too_many
+    assert b'"type":"headers_too_large"' in too_many
+    assert status_of(exchange(server, get_with(b"X-Big: " + b"a" * 30_000 + b"\r\n"))) == 200
+    assert status_of(exchange(server, get_with(b"X-Big: " + b"a" * 40_000 + b"\r\n"))) == 431
+
+    # Three unfinished 20 MB headers, held open: httptools alone kept all of them
+    # (three of 30 MB took the server from 104 to 246 MB until they were closed).
+    before = rss_kib(server)
+    address = urlsplit(server.base_url)
+    connections = [
+        socket.create_connection((address.hostname, address.port), timeout=10) for _ in range(3)
+    ]
+    for sock in connections:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Huge: " + b"a" * 20_000_000)
+    assert rss_kib(server) - before < 8_192
+    for sock in connections:
+        with sock:
+            assert status_of(sock.recv(65_536)) == 431
+    assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+
+
+def test_a_request_must_arrive_within_the_timeout(impatient_server: Server) -> None:
+    """Whatever has come of it after a second (a head cut short, five of a body's
+    hundred bytes, nothing at all), the server answers 408 and closes the connection."""
+    slow_head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: a"
+    slow_body = (
+        f"POST {API}/invoices HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        'Content-Length: 100\r\n\r\n{"a":'
+    ).encode()
+    for request in (slow_head, slow_body, b""):
+        answer = exchange(impatient_server, request)
+        assert status_of(answer) == 408, request
+        assert b'"type":"request_timeout"' in answer
+    assert status_of(exchange(impatient_server, get_with(b""))) == 200
+    metrics = httpx.get(f"{impatient_server.base_url}/metrics").text
+    assert 'status="5' not in metrics
 
 
 def test_a_stranger_sending_a_partners_id_cannot_spend_its_rate_limit(

@@ -27,6 +27,7 @@ from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
 from partnerpay.problems import ProblemError, field_path
 from partnerpay.processes import freeze_startup_objects
+from partnerpay.protocol import LimitedHttpToolsProtocol
 from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
@@ -89,6 +90,7 @@ def serve(
         workers=workers,
         log_config=LOGGING_CONFIG,
         access_log=False,
+        http=LimitedHttpToolsProtocol,
         # A client's address is the peer's, unless that peer is a proxy named here.
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     env: Environment = Environment.SANDBOX
     db_pool_size: int = Field(default=20, ge=1)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_header_bytes: int = Field(default=32_768, gt=0, description="request line and headers")
+    max_headers: int = Field(default=100, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0, description="seconds for head and body")
     rate_limit: float = Field(default=100.0, ge=0, description="per partner; 0: no limit")
     auth_failure_rate_limit: float = Field(
         default=10.0, ge=0, description="failed authentications per client address; 0: no limit"

@@ -26,10 +26,12 @@ STATUS_TYPES = {
     401: ("Unauthorized", "unauthorized"),
     404: ("Not found", "not_found"),
     405: ("Method not allowed", "method_not_allowed"),
+    408: ("Request timeout", "request_timeout"),
     409: ("Conflict", "conflict"),
     413: ("Payload too large", "payload_too_large"),
     415: ("Unsupported media type", "unsupported_media_type"),
     429: ("Too many requests", "rate_limited"),
+    431: ("Request header fields too large", "headers_too_large"),
 }
 
 

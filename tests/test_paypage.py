@@ -102,6 +102,24 @@ def status_of(client: httpx.Client, invoice_id: str) -> tuple[str, str, int]:
     return invoice["status"], invoice["amount_due"], len(invoice["payments"])
 
 
+RIGHT_TO_LEFT_OVERRIDE = "\u202e"
+
+
+def test_partner_text_is_shown_as_sent_but_isolated(
+    client: httpx.Client, anonymous: httpx.Client, firm: Firm
+) -> None:
+    """A right-to-left override in a partner's text must not turn the page's own text
+    around it: each such text is its own <bdi>, shown as sent."""
+    name, description = f"Frank {RIGHT_TO_LEFT_OVERRIDE}gro.live", f"Fees{RIGHT_TO_LEFT_OVERRIDE}01"
+    invoice = create(
+        client, firm, debtor={"external_id": "d-1", "name": name}, description=description
+    )
+    html = anonymous.get(f"/pay/{invoice['invoice_id']}").text
+    assert f"For <bdi>{name}</bdi>" in html
+    assert f"<bdi>{description}</bdi>" in html
+    assert html.count("<bdi>") >= 4  # the firm's name, the debtor's, the description, a line
+
+
 def test_guide_invoice_is_paid_by_card(
     page: Page, client: httpx.Client, firm: Firm, receiver: Receiver, screenshots: Path
 ) -> None:

@@ -56,10 +56,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.request_timeout = settings.request_timeout
         # What the head being received may still take; None while a body is received.
         self.head_left: int | None = self.max_head_bytes
+        # When the request being received began (None between requests), and a timer that
+        # checks it: one per connection, re-armed when it fires early, never per request.
+        self.request_started: float | None = None
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.request_started = self.loop.time()
         self.deadline = self.loop.call_later(self.request_timeout, self.request_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -101,6 +105,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self.request_started is None:
+            self.request_started = self.loop.time()
         if self.deadline is None:
             self.deadline = self.loop.call_later(self.request_timeout, self.request_timed_out)
 
@@ -111,12 +117,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._cancel_deadline()
+        self.request_started = None
         self.head_left = self.max_head_bytes
         super().on_message_complete()
 
     def request_timed_out(self) -> None:
         self.deadline = None
+        if self.request_started is None:
+            return  # between requests: uvicorn's keep-alive timeout watches those
+        left = self.request_started + self.request_timeout - self.loop.time()
+        if left > 0:
+            self.deadline = self.loop.call_later(left, self.request_timed_out)
+            return
         cycle = self.cycle
         if cycle is not None and cycle.response_started and not cycle.response_complete:
             self.transport.close()  # a response is under way: a 408 cannot be sent now

@@ -22,7 +22,7 @@ from partnerpay.config import Environment, Settings
 from partnerpay.db import Database
 from partnerpay.webhooks.destinations import IPAddress, allow_any, is_globally_reachable
 from partnerpay.webhooks.models import Webhook
-from partnerpay.webhooks.tasks import Attempt, Sender
+from partnerpay.webhooks.sender import Attempt, Sender
 from tests.receiver import Receiver
 from tests.support import (
     API,

@@ -17,6 +17,7 @@ from partnerpay.config import Settings
 from partnerpay.db import Database, plain_postgres_connection
 from partnerpay.webhooks.models import DeliveryStatus, Topic, WebhookDelivery
 from partnerpay.webhooks.schemas import WebhookIn
+from partnerpay.webhooks.sender import NOT_SENT, Attempt, Outcome
 from partnerpay.webhooks.service import (
     NOTIFY_CHANNEL,
     create_webhook,
@@ -24,14 +25,7 @@ from partnerpay.webhooks.service import (
     get_event,
     redeliver_event,
 )
-from partnerpay.webhooks.tasks import (
-    NOT_SENT,
-    Attempt,
-    Outcome,
-    claim_due,
-    next_due_in,
-    record_outcomes,
-)
+from partnerpay.webhooks.tasks import claim_due, next_due_in, record_outcomes
 from tests.receiver import Receiver
 from tests.support import (
     API,

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from partnerpay.background import job_runner
 from partnerpay.config import Settings, get_settings
 from partnerpay.db import Database
 from partnerpay.dependencies import SessionDep, database_of
@@ -29,7 +30,6 @@ from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, 
 from partnerpay.processes import freeze_startup_objects
 from partnerpay.webhooks.routes import events_router, webhooks_router
 from partnerpay.webhooks.service import count_backlog
-from partnerpay.webhooks.tasks import Dispatcher
 from partnerpay.wire import ModelResponse, WireModel
 
 PARTNER_API_PREFIX = "/api/v3/partner"
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         database = Database(settings.database_url, settings.db_pool_size)
         app.state.database = database
-        dispatcher = Dispatcher(database, settings) if settings.run_dispatcher else None
+        dispatcher = job_runner(database, settings) if settings.run_dispatcher else None
         if dispatcher:
             dispatcher.start()
         freeze_startup_objects()

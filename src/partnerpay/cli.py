@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from partnerpay.background import job_runner
 from partnerpay.config import Environment, get_settings
 from partnerpay.db import Database, upgrade_database
 from partnerpay.demo import sandbox_account, seed_demo
@@ -28,7 +29,6 @@ from partnerpay.payments import service as payments
 from partnerpay.problems import ProblemError, field_path
 from partnerpay.processes import freeze_startup_objects
 from partnerpay.protocol import LimitedHttpToolsProtocol
-from partnerpay.webhooks.tasks import Dispatcher
 
 app = typer.Typer(help="partnerpay: invoicing and payments for professional firms.")
 db_app = typer.Typer(help="Database schema.")
@@ -104,19 +104,20 @@ def worker(
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
     ] = None,
 ) -> None:
-    """Send webhooks, without serving the API, until SIGTERM or Ctrl-C."""
+    """Run every kind of background job (webhook delivery), without serving the API,
+    until SIGTERM or Ctrl-C."""
     logging.config.dictConfig(LOGGING_CONFIG)
     if metrics_port:
         prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
     settings = get_settings()
     database = _database()
-    dispatcher = Dispatcher(database, settings)
+    dispatcher = job_runner(database, settings)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     freeze_startup_objects()
     dispatcher.start()
-    typer.echo("webhook worker started")
+    typer.echo(f"worker started: {', '.join(dispatcher.kind_names)}")
     stopping.wait()
     dispatcher.stop()
     database.dispose()

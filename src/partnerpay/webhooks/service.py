@@ -2,14 +2,14 @@
 
 Events are written by :func:`emit_event` in the caller's transaction, so an event exists
 exactly when the change it reports was committed. One delivery row per subscribed
-webhook is written with it; the dispatcher (``tasks.py``) sends them.
+webhook is written with it; the job runner's webhook-delivery kind (``tasks.py``) sends
+them.
 """
 
 import base64
 import json
 import secrets
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,14 +22,12 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    event,
     exists,
     func,
     insert,
     literal,
     not_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -41,6 +39,7 @@ from sqlalchemy.types import Uuid
 
 from partnerpay.config import Environment
 from partnerpay.db import UTCDateTime, table_of, utcnow
+from partnerpay.jobs.wakers import announce, wake_after_commit
 from partnerpay.problems import conflict, invalid_field, not_found
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
 from partnerpay.webhooks.models import (
@@ -54,29 +53,10 @@ from partnerpay.webhooks.models import (
 from partnerpay.webhooks.schemas import WebhookIn, WebhookUpdate
 from partnerpay.wire import format_timestamp, parse_id
 
+# What new deliveries are announced on (partnerpay.jobs.wakers): it wakes the runners'
+# webhook-delivery lanes, in this process after the commit and in others by NOTIFY.
 NOTIFY_CHANNEL = "partnerpay_webhook_events"
 DEFAULT_EVENT_WINDOW = timedelta(hours=24)
-_NEW_EVENTS = "partnerpay_new_events"
-_local_wakers: list[Callable[[], None]] = []
-
-
-def on_new_events(waker: Callable[[], None]) -> Callable[[], None]:
-    """Call ``waker`` after every commit in this process that wrote events; returns an
-    unsubscribe function."""
-    _local_wakers.append(waker)
-    return lambda: _local_wakers.remove(waker)
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_local_dispatchers(session: Session) -> None:
-    if session.info.pop(_NEW_EVENTS, False):
-        for waker in list(_local_wakers):
-            waker()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_events(session: Session) -> None:
-    session.info.pop(_NEW_EVENTS, None)
 
 
 def _new_secret() -> str:
@@ -283,16 +263,9 @@ def _subscriber_ids(session: Session, partner_id: uuid.UUID, topic: Topic) -> li
 
 
 def new_events_written(session: Session) -> None:
-    """Wake this process's dispatchers once this transaction commits."""
-    session.info[_NEW_EVENTS] = True
-
-
-def _announce(session: Session) -> None:
-    """Wake dispatchers once this transaction commits: in this process directly, in
-    others through PostgreSQL's NOTIFY (delivered at commit, dropped on rollback)."""
-    new_events_written(session)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    """Wake this process's webhook runners once this transaction commits (the statement
+    that wrote the deliveries sent the NOTIFY for other processes)."""
+    wake_after_commit(session, NOTIFY_CHANNEL)
 
 
 def event_values(
@@ -436,7 +409,7 @@ def redeliver_event(session: Session, partner_id: uuid.UUID, event_id: str) -> W
         for webhook_id in subscribers
         if webhook_id not in existing
     )
-    _announce(session)
+    announce(session, NOTIFY_CHANNEL)
     session.commit()
     return outbox_row
 

@@ -1,52 +1,34 @@
-"""The webhook dispatcher: claims due deliveries, sends them, records what happened.
+"""Webhook delivery, the job runner's first kind: claims due deliveries with a lease,
+records what their attempts came to.
 
-It runs as a thread inside ``partnerpay serve`` and alone as ``partnerpay worker``. Any
-number of dispatchers can share one database: a delivery is claimed in a short
-transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in at a
-time), which moves its ``next_attempt_at`` past the attempt's timeout, so no other
-dispatcher takes it while the attempt is under way. One webhook's share of a batch is sent
-one attempt after another, so an attempt that cannot start soon enough to finish inside its
-lease is handed back unsent rather than sent late. No webhook has more than half of a
-dispatcher's attempts under way, so a receiver that stalls leaves the other half to the
-rest. A new event wakes dispatchers at
-once (in-process, and through ``LISTEN``/``NOTIFY`` on PostgreSQL); retries are woken by
-their due time.
+A job is one attempt of one delivery, and its key is the webhook: the runner
+(``partnerpay.jobs.runner``) sends one webhook's share of a claim one attempt after another,
+and no webhook has more than half of a runner's attempts under way. A delivery is claimed
+in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in
+at a time), which moves its ``next_attempt_at`` past the attempt's timeout, so no other
+runner takes it while the attempt is under way. An attempt that cannot start soon enough
+to finish inside its lease is handed back unsent rather than sent late. A new event wakes
+runners at once (``service.py`` announces it on :data:`NOTIFY_CHANNEL`); retries are woken
+by their due time. Sending is ``sender.py``'s.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import queue
-import ssl
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-import httpcore
-import httpx
-import psycopg
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
-from standardwebhooks import Webhook as Signer
 
-from partnerpay.config import Environment, Settings
-from partnerpay.db import Database, plain_postgres_connection, table_of, utcnow
+from partnerpay.config import Settings
+from partnerpay.db import Database, table_of, utcnow
+from partnerpay.jobs.kinds import register
 from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
-from partnerpay.webhooks.destinations import (
-    AddressPolicy,
-    CheckedBackend,
-    DestinationRefusedError,
-    address_policy,
-    parse_webhook_url,
-)
 from partnerpay.webhooks.models import (
     DeliveryStatus,
     Webhook,
@@ -54,57 +36,20 @@ from partnerpay.webhooks.models import (
     WebhookEvent,
     WebhookStatus,
 )
-from partnerpay.webhooks.service import NOTIFY_CHANNEL, on_new_events
+from partnerpay.webhooks.sender import NOT_SENT, Attempt, Outcome, Sender
+from partnerpay.webhooks.service import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 5.0
 # An attempt starts within this long of its claim or is handed back: started later, it could
 # outlast its lease (the timeout plus the margin) before its outcome is recorded, and another
-# dispatcher would send it again. It matters when one webhook's share of a batch waits
+# runner would send it again. It matters when one webhook's share of a batch waits
 # behind a slow receiver.
 START_WITHIN_S = LEASE_MARGIN_S / 2
-# A dispatcher cycle (one write transaction) waits this long for more work to join it:
-# woken by every commit and every finished attempt, it would otherwise run a transaction
-# per event and compete with the API for the database's write slot (docs/performance.md).
-LINGER_S = 0.02
-USER_AGENT = "partnerpay-webhooks/1"
 
-
-@dataclass(frozen=True)
-class Attempt:
-    """A claimed delivery, with everything needed to send it outside a transaction, and
-    the delivery's schedule before the claim, which a hand back restores."""
-
-    delivery_id: uuid.UUID
-    number: int  # the delivery's attempts, counting this one
-    claimed_at: datetime  # the delivery's last_attempt_at from this claim on: its lease's mark
-    start_by: float  # time.monotonic(): send by then or hand back
-    due_at: datetime
-    previous_attempt_at: datetime | None
-    event_id: uuid.UUID
-    webhook_id: uuid.UUID
-    payload: str
-    url: str
-    secret: str
-    authentication: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status_code: int | None
-    error: str | None
-    sent: bool = True
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-NOT_SENT = Outcome(status_code=None, error=None, sent=False)
-
-# The dispatcher's statements are built once: it runs them many times a second, and
-# building a statement cost more than running it (docs/performance.md).
+# The claim's and outcomes' statements are built once: the runner runs them many times a
+# second, and building a statement cost more than running it (docs/performance.md).
 _DUE = (
     select(
         WebhookDelivery.id,
@@ -182,16 +127,11 @@ _MARK_HEALTHY = (
 )
 
 
-def full_webhooks(under_way: Mapping[uuid.UUID, int], per_webhook: int) -> list[uuid.UUID]:
-    """The webhooks with as many attempts under way as one may have."""
-    return [webhook_id for webhook_id, count in under_way.items() if count >= per_webhook]
-
-
 def claim_due(
     session: Session,
     limit: int,
     lease: timedelta,
-    under_way: Mapping[uuid.UUID, int] | None = None,
+    under_way: Mapping[Hashable, int] | None = None,
     per_webhook: int | None = None,
 ) -> list[Attempt]:
     """Take up to ``limit`` due deliveries of enabled webhooks and lease them (in the
@@ -201,7 +141,7 @@ def claim_due(
     counts = Counter(under_way or {})
     per_webhook = per_webhook or limit
     now, start_by = utcnow(), time.monotonic() + START_WITHIN_S
-    full = full_webhooks(counts, per_webhook)
+    full = [webhook_id for webhook_id, count in counts.items() if count >= per_webhook]
     due = session.execute(_DUE, {"now": now, "limit": limit, "full": full}).all()
     attempts = []
     for row in due:
@@ -239,127 +179,14 @@ def claim_due(
     return attempts
 
 
-def next_due_in(session: Session, full: list[uuid.UUID] | None = None) -> float | None:
+def next_due_in(session: Session, full: Sequence[Hashable] | None = None) -> float | None:
     """Seconds until the earliest pending delivery of a webhook not ``full`` is due (0 if
     one is due now)."""
-    earliest = session.scalar(_EARLIEST_DUE, {"full": full or []})
+    earliest = session.scalar(_EARLIEST_DUE, {"full": list(full or [])})
     session.rollback()
     if earliest is None:
         return None
     return max((earliest - utcnow()).total_seconds(), 0.0)
-
-
-def authorization_header(authentication: dict[str, Any] | None) -> dict[str, str]:
-    if not authentication:
-        return {}
-    data = authentication["data"]
-    if authentication["type"] == "basic":
-        credentials = f"{data['username']}:{data['password']}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
-    return {"Authorization": f"Bearer {data['token']}"}
-
-
-def signed_headers(attempt: Attempt, sent_at: datetime) -> dict[str, str]:
-    """Standard Webhooks headers; ``webhook-id`` is the event id, the same on every retry."""
-    message_id = str(attempt.event_id)
-    return {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Signer(attempt.secret).sign(message_id, sent_at, attempt.payload),
-        **authorization_header(attempt.authentication),
-    }
-
-
-class FailureKind(StrEnum):
-    """What a failed attempt came to: the whole of ``last_error`` in production, so that
-    the event log tells a partner nothing about a network it cannot see (no port scans)."""
-
-    TIMEOUT = "timeout"
-    CONNECTION_FAILED = "connection_failed"
-    TLS_ERROR = "tls_error"
-    HTTP_STATUS = "http_status"
-    DESTINATION_REFUSED = "destination_refused"
-
-
-def failure_kind(error: Exception) -> FailureKind:
-    if isinstance(error, DestinationRefusedError):
-        return FailureKind.DESTINATION_REFUSED
-    if isinstance(error, httpcore.TimeoutException):
-        return FailureKind.TIMEOUT
-    if _raised_from(error, ssl.SSLError):
-        return FailureKind.TLS_ERROR
-    return FailureKind.CONNECTION_FAILED
-
-
-def _raised_from(error: BaseException | None, kind: type[BaseException]) -> bool:
-    """Whether ``error`` or an error it was raised from or during is a ``kind``
-    (httpcore re-raises its errors ``from None``, so the context is followed too)."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, kind):
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
-
-
-class Sender:
-    """POSTs webhooks through an httpcore connection pool, not an httpx client: a webhook
-    needs none of a client's cookies, redirects or auth flows, which cost a quarter of
-    every send (docs/performance.md). A redirect is a failure, as it should be. Its network
-    backend connects only to addresses the destination check accepted in the same lookup.
-
-    :meth:`send` never raises: whatever goes wrong is the attempt's failed outcome."""
-
-    def __init__(self, settings: Settings, allowed: AddressPolicy | None = None) -> None:
-        self._detailed = settings.env != Environment.PRODUCTION
-        self._timeout = httpx.Timeout(settings.webhook_timeout).as_dict()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=settings.webhook_concurrency,
-            network_backend=CheckedBackend(allowed or address_policy(settings.env)),
-        )
-
-    def send(self, attempt: Attempt) -> Outcome:
-        try:
-            status = self._post(attempt)
-        except Exception as error:
-            if not isinstance(error, DestinationRefusedError | httpcore.NetworkError):
-                logger.exception("webhook %s: attempt failed unexpectedly", attempt.webhook_id)
-            return self._failed(failure_kind(error), f"{type(error).__name__}: {error}")
-        if 200 <= status < 300:
-            return Outcome(status_code=status, error=None)
-        return Outcome(status, self._described(FailureKind.HTTP_STATUS, f"HTTP {status}"))
-
-    def _post(self, attempt: Attempt) -> int:
-        url = parse_webhook_url(attempt.url)
-        request = httpx.Request(
-            "POST",
-            url,
-            content=attempt.payload.encode(),
-            headers=signed_headers(attempt, datetime.now(UTC)),
-        )
-        response = self._pool.request(
-            "POST",
-            httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.content,
-            extensions={"timeout": self._timeout},
-        )
-        return response.status
-
-    def _failed(self, kind: FailureKind, detail: str) -> Outcome:
-        return Outcome(status_code=None, error=self._described(kind, detail))
-
-    def _described(self, kind: FailureKind, detail: str) -> str:
-        """The error the event log shows: the kind, and in sandbox what exactly happened."""
-        return f"{kind}: {detail}"[:500] if self._detailed else str(kind)
-
-    def close(self) -> None:
-        self._pool.close()
 
 
 def _attempt_key(attempt: Attempt) -> dict[str, Any]:
@@ -372,7 +199,7 @@ def _attempt_key(attempt: Attempt) -> dict[str, Any]:
 
 
 def record_outcomes(
-    session: Session, finished: list[tuple[Attempt, Outcome]], settings: Settings
+    session: Session, finished: Sequence[tuple[Attempt, Outcome]], settings: Settings
 ) -> int:
     """Record what attempts came to (in the caller's transaction); how many deliveries
     failed for good. Successes, nearly all of them, are recorded in two statements; an
@@ -467,159 +294,61 @@ def _mark_webhook_failing(
         )
 
 
-def _per_webhook(attempts: list[Attempt]) -> list[list[Attempt]]:
-    """A batch's attempts by webhook, each in the order claimed: one webhook's events are
-    sent one after another, so they arrive in order (unless a retry overtakes)."""
-    grouped: dict[uuid.UUID, list[Attempt]] = {}
-    for attempt in attempts:
-        grouped.setdefault(attempt.webhook_id, []).append(attempt)
-    return list(grouped.values())
+class WebhookDeliveries:
+    """Webhook delivery as a job kind (:class:`partnerpay.jobs.kinds.JobKind`): up to
+    ``webhook_concurrency`` attempts under way per runner, half of them at most for one
+    webhook."""
 
+    name = "webhook-delivery"
+    channel: str | None = NOTIFY_CHANNEL
 
-class Dispatcher:
-    """Sends webhooks with up to ``webhook_concurrency`` attempts under way at once, half of
-    them at most for one webhook."""
-
-    def __init__(self, database: Database, settings: Settings) -> None:
-        self.database = database
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.concurrency = settings.webhook_concurrency
+        self.poll_interval = settings.webhook_poll_interval
         self.lease = timedelta(seconds=settings.webhook_timeout + LEASE_MARGIN_S)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._slots = threading.Semaphore(settings.webhook_concurrency)
-        self._per_webhook = max(settings.webhook_concurrency // 2, 1)
-        self._under_way: Counter[uuid.UUID] = Counter()  # claimed, unfinished, by webhook
-        self._under_way_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(
-            settings.webhook_concurrency, thread_name_prefix="webhook-send"
-        )
         self._sender = Sender(settings)
-        self._threads: list[threading.Thread] = []
-        self._finished: queue.SimpleQueue[tuple[Attempt, Outcome]] = queue.SimpleQueue()
-        self._unsubscribe = on_new_events(self._wake.set)
 
-    def start(self) -> None:
-        self._spawn(self.run, "webhook-dispatcher")
-        if self.database.engine.dialect.name == "postgresql":
-            self._spawn(self._listen, "webhook-listener")
+    def claim(
+        self, session: Session, limit: int, under_way: Mapping[Hashable, int], per_key: int
+    ) -> list[Attempt]:
+        return claim_due(session, limit, self.lease, under_way, per_key)
 
-    def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    def run(self, job: Attempt) -> Outcome:
+        return _counted(job, self._sender.send(job))
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, and let the attempts under way finish."""
-        self._stopping.set()
-        self._wake.set()
-        self._unsubscribe()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._executor.shutdown(wait=True)
+    def failed(self, job: Attempt, error: Exception) -> Outcome:
+        return _counted(job, self._sender.failed(error))
+
+    def unstarted(self, job: Attempt) -> Outcome:  # noqa: ARG002  (every hand back is alike)
+        return NOT_SENT
+
+    def record(self, session: Session, finished: Sequence[tuple[Attempt, Outcome]]) -> None:
+        WEBHOOK_FAILURES.inc(record_outcomes(session, finished, self.settings))
+
+    def next_due_in(self, session: Session, full: Sequence[Hashable]) -> float | None:
+        return next_due_in(session, full)
+
+    def close(self) -> None:
         self._sender.close()
-        with self.database.session() as session:
-            self._record_finished(session)
-            session.commit()
 
-    def run(self) -> None:
-        while not self._stopping.wait(LINGER_S):
-            self._wake.clear()
-            try:
-                claimed = self._claim_and_send()
-                if not claimed:
-                    self._sleep_until_due()
-            except Exception:
-                logger.exception("webhook dispatcher loop failed; retrying")
-                self._stopping.wait(self.settings.webhook_poll_interval)
 
-    def _claim_and_send(self) -> int:
-        """One write transaction: record the attempts that have finished, claim more."""
-        free = self._acquire_free_slots()
-        under_way = self._under_way_now()
-        with self.database.session() as session:
-            self._record_finished(session)
-            attempts = (
-                claim_due(session, free, self.lease, under_way, self._per_webhook) if free else []
-            )
-            session.commit()
-        with self._under_way_lock:
-            self._under_way.update(attempt.webhook_id for attempt in attempts)
-        for _ in range(free - len(attempts)):
-            self._slots.release()
-        for in_order in _per_webhook(attempts):
-            self._executor.submit(self._attempt_each, in_order)
-        return len(attempts)
+def _counted(attempt: Attempt, outcome: Outcome) -> Outcome:
+    """Count the attempt in /metrics; log a failed one."""
+    WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
+    if not outcome.succeeded:
+        logger.warning(
+            "webhook %s: attempt %d of event %s failed: %s",
+            attempt.webhook_id,
+            attempt.number,
+            attempt.event_id,
+            outcome.error or f"HTTP {outcome.status_code}",
+        )
+    return outcome
 
-    def _attempt_each(self, attempts: list[Attempt]) -> None:
-        for attempt in attempts:
-            self._attempt(attempt)
 
-    def _record_finished(self, session: Session) -> None:
-        finished = []
-        while not self._finished.empty():
-            finished.append(self._finished.get_nowait())
-        if finished:
-            WEBHOOK_FAILURES.inc(record_outcomes(session, finished, self.settings))
+def _webhook_deliveries(_database: Database, settings: Settings) -> WebhookDeliveries:
+    return WebhookDeliveries(settings)
 
-    def _acquire_free_slots(self) -> int:
-        if not self._slots.acquire(timeout=self.settings.webhook_poll_interval):
-            return 0
-        free = 1
-        while self._slots.acquire(blocking=False):
-            free += 1
-        return free
 
-    def _under_way_now(self) -> dict[uuid.UUID, int]:
-        with self._under_way_lock:
-            return dict(self._under_way)
-
-    def _sleep_until_due(self) -> None:
-        """Until the next delivery that can be claimed is due: a webhook's at its share
-        waits for one of its attempts to finish, which wakes the loop."""
-        full = full_webhooks(self._under_way_now(), self._per_webhook)
-        with self.database.session(read_only=True) as session:
-            due_in = next_due_in(session, full)
-        wait = self.settings.webhook_poll_interval
-        if due_in is not None:
-            wait = min(wait, due_in)
-        if wait > 0:
-            self._wake.wait(wait)
-
-    def _attempt(self, attempt: Attempt) -> None:
-        """Send, and hand the outcome to the loop, which records it with others; too late
-        to start, hand the attempt back unsent."""
-        try:
-            if time.monotonic() > attempt.start_by:
-                self._finished.put((attempt, NOT_SENT))
-                return
-            outcome = self._sender.send(attempt)
-            WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
-            if not outcome.succeeded:
-                logger.warning(
-                    "webhook %s: attempt %d of event %s failed: %s",
-                    attempt.webhook_id,
-                    attempt.number,
-                    attempt.event_id,
-                    outcome.error or f"HTTP {outcome.status_code}",
-                )
-            self._finished.put((attempt, outcome))
-        finally:
-            with self._under_way_lock:
-                self._under_way[attempt.webhook_id] -= 1
-                if not self._under_way[attempt.webhook_id]:
-                    del self._under_way[attempt.webhook_id]
-            self._slots.release()
-            self._wake.set()
-
-    def _listen(self) -> None:
-        """Wake on PostgreSQL NOTIFY from other processes' commits."""
-        while not self._stopping.is_set():
-            try:
-                with plain_postgres_connection(self.database.engine.url) as connection:
-                    connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._stopping.is_set():
-                        for _ in connection.notifies(timeout=1.0, stop_after=1):
-                            self._wake.set()
-            except psycopg.Error:
-                logger.exception("webhook listener lost its connection; reconnecting")
-                self._stopping.wait(1.0)
+register(WebhookDeliveries.name, _webhook_deliveries)

@@ -1,6 +1,6 @@
-"""The job runner's own guarantees, with a job kind of the tests' own: whatever one job
+"""The job runner's own guarantees, with job kinds of the tests' own: whatever one job
 raises is that job's failure and holds up no other key; no key holds more than half of a
-lane's slots.
+lane's slots; a periodic kind runs once per period however many runners share the database.
 """
 
 from __future__ import annotations
@@ -8,13 +8,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from partnerpay.db import Database
+from partnerpay.db import Database, utcnow
+from partnerpay.jobs.models import JobSchedule
+from partnerpay.jobs.periodic import PeriodicKind, PeriodicRun
 from partnerpay.jobs.runner import Runner
 from tests.support import wait_until
 
@@ -117,7 +121,7 @@ def running() -> Iterator[list[Runner]]:
         runner.stop(timeout=10)
 
 
-def start(running: list[Runner], database: Database, *kinds: Chores) -> Runner:
+def start(running: list[Runner], database: Database, *kinds: Chores | PeriodicKind) -> Runner:
     runner = Runner(database, list(kinds))
     runner.start()
     running.append(runner)
@@ -159,3 +163,109 @@ def test_a_key_whose_jobs_stall_holds_half_the_slots_at_most(
         kind.release.set()
     wait_until(lambda: len(kind.recorded) == 7, 10, "every chore to be recorded")
     assert set(kind.recorded.values()) == {"done"}
+
+
+class Clock:
+    """A clock the test moves: the periodic kind's only source of time."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class CountedPeriodic(PeriodicKind):
+    """An hourly kind on the test's clock that counts the runner's claims."""
+
+    def __init__(self, name: str, function: Callable[[], None], clock: Clock) -> None:
+        super().__init__(name, timedelta(hours=1), function, clock=clock, poll_interval=0.05)
+        self.claims = 0
+
+    def claim(
+        self, session: Session, limit: int, under_way: Mapping[Hashable, int], per_key: int
+    ) -> Sequence[PeriodicRun]:
+        claimed = super().claim(session, limit, under_way, per_key)
+        self.claims += 1
+        return claimed
+
+
+def schedule_of(database: Database, name: str) -> JobSchedule:
+    with database.session(read_only=True) as session:
+        schedule = session.scalar(select(JobSchedule).where(JobSchedule.name == name))
+        assert schedule is not None
+        return schedule
+
+
+def test_a_periodic_kind_runs_once_a_period_across_runners(
+    fresh_database_url: str, running: list[Runner]
+) -> None:
+    """Two runners on one database, each with the hourly kind, race for every period: one
+    run per period, whichever runner wins it. The kind's clock is the test's."""
+    clock, runs = Clock(), []
+    databases = [Database(fresh_database_url) for _ in range(2)]
+    kinds = [CountedPeriodic("test-hourly", lambda: runs.append(clock.now), clock) for _ in "ab"]
+    try:
+        runners = [start(running, db, kind) for db, kind in zip(databases, kinds, strict=True)]
+        wait_until(lambda: runs and all(k.claims >= 3 for k in kinds), 10, "both to claim")
+        assert runs == [clock.now]
+        claims_in_first_period = [kind.claims for kind in kinds]
+
+        clock.now += timedelta(hours=1, seconds=1)
+        for runner in runners:
+            runner.wake()
+        wait_until(
+            lambda: (
+                len(runs) >= 2
+                and all(
+                    k.claims >= n + 3 for k, n in zip(kinds, claims_in_first_period, strict=True)
+                )
+            ),
+            10,
+            "both to claim in the second period",
+        )
+        assert runs == [clock.now - timedelta(hours=1, seconds=1), clock.now]
+        wait_until(
+            lambda: schedule_of(databases[0], "test-hourly").leased_until is None,
+            10,
+            "the second run to be recorded",
+        )
+        schedule = schedule_of(databases[0], "test-hourly")
+        assert (schedule.last_started_at, schedule.last_error) == (clock.now, None)
+        assert schedule.due_at == clock.now + timedelta(hours=1)
+    finally:
+        for runner in running:
+            runner.stop(timeout=10)
+        running.clear()
+        for database in databases:
+            database.dispose()
+
+
+def test_a_periodic_run_that_raises_is_recorded_as_failed(
+    fresh_database_url: str, running: list[Runner]
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("the gateway is down")
+
+    database = Database(fresh_database_url)
+    try:
+        start(running, database, CountedPeriodic("test-broken", broken, Clock()))
+        wait_until(
+            lambda: schedule_of_if_any(database, "test-broken", "last_error"),
+            10,
+            "the failed run to be recorded",
+        )
+        schedule = schedule_of(database, "test-broken")
+        assert schedule.last_error == "RuntimeError: the gateway is down"
+        assert schedule.leased_until is None
+    finally:
+        for runner in running:
+            runner.stop(timeout=10)
+        running.clear()
+        database.dispose()
+
+
+def schedule_of_if_any(database: Database, name: str, field: str) -> object:
+    with database.session(read_only=True) as session:
+        schedule = session.scalar(select(JobSchedule).where(JobSchedule.name == name))
+        return getattr(schedule, field) if schedule is not None else None

@@ -5,7 +5,9 @@
 - :mod:`.runner`: the :class:`~.runner.Runner` (threads, slots, the per-key share, the
   linger, one write transaction per cycle);
 - :mod:`.wakers`: :func:`~.wakers.announce`, by which a writer says new jobs were
-  committed, and the :class:`~.wakers.Waker` that wakes runners on it.
+  committed, and the :class:`~.wakers.Waker` that wakes runners on it;
+- :mod:`.periodic`: a kind that runs a function every N seconds, at most once per period
+  across every runner on the database.
 
 Nothing here imports a domain: domains import this package.
 """

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from partnerpay.db import Base, create_db_engine
 from partnerpay.firms import models as _firms  # noqa: F401  (registers tables)
 from partnerpay.invoices import models as _invoices  # noqa: F401
+from partnerpay.jobs import models as _jobs  # noqa: F401
 from partnerpay.partners import models as _partners  # noqa: F401
 from partnerpay.payments import models as _payments  # noqa: F401
 from partnerpay.webhooks import models as _webhooks  # noqa: F401

@@ -4,8 +4,8 @@ A periodic job (partnerpay.jobs.periodic) runs at most once per period across ev
 runner on the database: a runner claims a run by moving its row's due_at a period on and
 leasing the row. Additive: a new table, which older processes do not read.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02 09:00:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import partnerpay.db
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

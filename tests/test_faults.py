@@ -18,8 +18,8 @@ from sqlalchemy import func, select, text
 
 from partnerpay.db import Database
 from partnerpay.demo import DEMO_API_KEY, DEMO_PARTNER_ID
+from partnerpay.events.models import WebhookEvent
 from partnerpay.invoices.models import Invoice
-from partnerpay.webhooks.models import WebhookEvent
 from tests.receiver import Receiver
 from tests.support import (
     API,

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import event, select
 
 from partnerpay.db import Database
+from partnerpay.events.models import Topic, WebhookEvent
 from partnerpay.invoices import service
 from partnerpay.invoices.models import Debtor, Invoice, Matter
 from partnerpay.invoices.schemas import InvoiceIn
-from partnerpay.webhooks.models import Topic, WebhookEvent
 from tests.support import (
     API,
     Firm,

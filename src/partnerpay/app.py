@@ -15,6 +15,8 @@ from partnerpay.background import job_runner
 from partnerpay.config import Settings, get_settings
 from partnerpay.db import Database
 from partnerpay.dependencies import SessionDep, database_of
+from partnerpay.events.routes import events_router
+from partnerpay.events.service import count_backlog
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import router as invoices_router
 from partnerpay.limits import BodySizeLimit, RateLimit
@@ -28,8 +30,7 @@ from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
 from partnerpay.processes import freeze_startup_objects
-from partnerpay.webhooks.routes import events_router, webhooks_router
-from partnerpay.webhooks.service import count_backlog
+from partnerpay.webhooks.routes import webhooks_router
 from partnerpay.wire import ModelResponse, WireModel
 
 PARTNER_API_PREFIX = "/api/v3/partner"

@@ -10,12 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from partnerpay.db import table_of, utcnow
+from partnerpay.events.models import Topic
+from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
 from partnerpay.firms.schemas import AccountIn, FirmCreate, FirmOut
 from partnerpay.pagination import Page, newest_first_page
 from partnerpay.problems import ProblemError, conflict, not_found
-from partnerpay.webhooks.models import Topic
-from partnerpay.webhooks.service import emit_event
 from partnerpay.wire import parse_id
 
 

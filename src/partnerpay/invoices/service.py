@@ -16,6 +16,13 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from partnerpay.db import PerDialect, table_of, utcnow
+from partnerpay.events.models import Topic
+from partnerpay.events.outbox import (
+    announced_event,
+    emit_event,
+    event_values,
+    new_events_written,
+)
 from partnerpay.firms.models import AccountType, Firm
 from partnerpay.firms.service import INVOICING_TERMS, InvoicingTerms, get_firm, require_active
 from partnerpay.invoices.models import (
@@ -29,13 +36,6 @@ from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
 from partnerpay.money import to_minor
 from partnerpay.pagination import Page, newest_first_page
 from partnerpay.problems import ProblemError, conflict, not_found
-from partnerpay.webhooks.models import Topic
-from partnerpay.webhooks.service import (
-    announced_event,
-    emit_event,
-    event_values,
-    new_events_written,
-)
 from partnerpay.wire import parse_id
 
 

@@ -8,7 +8,8 @@ from alembic import context
 from sqlalchemy import text
 
 from partnerpay.db import Base, create_db_engine
-from partnerpay.firms import models as _firms  # noqa: F401  (registers tables)
+from partnerpay.events import models as _events  # noqa: F401  (registers tables)
+from partnerpay.firms import models as _firms  # noqa: F401
 from partnerpay.invoices import models as _invoices  # noqa: F401
 from partnerpay.jobs import models as _jobs  # noqa: F401
 from partnerpay.partners import models as _partners  # noqa: F401

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from partnerpay.config import Settings
 from partnerpay.db import utcnow
+from partnerpay.events.models import Topic
+from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, FirmStatus
 from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod, SurchargeChoice
 from partnerpay.invoices.schemas import InvoiceOut
@@ -28,8 +30,6 @@ from partnerpay.payments.gateways.base import ChargeResult, ChargeStatus, Paymen
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
 from partnerpay.problems import FieldError, ProblemError, conflict, invalid_field, not_found
-from partnerpay.webhooks.models import Topic
-from partnerpay.webhooks.service import emit_event
 from partnerpay.wire import parse_id
 
 PAYABLE_STATUSES = frozenset({InvoiceStatus.SUBMITTED, InvoiceStatus.AUTHORISED})

@@ -1,9 +1,10 @@
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from partnerpay.webhooks.models import DeliveryStatus, Topic, WebhookStatus
+from partnerpay.events.models import Topic
+from partnerpay.webhooks.models import WebhookStatus
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -109,45 +110,3 @@ class WebhookCreatedResponse(WireModel):
 
 class WebhookList(WireModel):
     webhooks: list[WebhookOut]
-
-
-class TopicList(WireModel):
-    event_topics: list[Topic]
-
-
-class DeliveryOut(WireModel):
-    webhook_id: uuid.UUID
-    status: DeliveryStatus
-    attempts: int
-    last_status_code: int | None = None
-    last_error: str | None = None
-    last_attempt_at: Timestamp | None = None
-    next_attempt_at: Timestamp | None = None
-
-
-class EventOut(WireModel):
-    webhook_event_id: uuid.UUID
-    topic: Topic
-    external_id: str | None = None
-    status: DeliveryStatus
-    created_at: Timestamp
-    payload: dict[str, Any] = Field(description="The envelope, exactly as POSTed.")
-    deliveries: list[DeliveryOut]
-
-
-class EventFilters(WireModel):
-    topic: Topic | None = None
-    since: Timestamp | None = None
-    since_webhook_event_id: uuid.UUID | None = None
-    status: DeliveryStatus | None = None
-    limit: int
-
-
-class EventLog(WireModel):
-    events: list[EventOut]
-    has_more: bool
-    filters: EventFilters
-
-
-class EventResponse(WireModel):
-    event: EventOut

@@ -1,0 +1,78 @@
+"""The event outbox's rows: each event, written in the transaction of the change it
+reports, and its delivery to each webhook subscribed to its topic."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from partnerpay.db import Base, new_id, utcnow
+
+
+class Topic(StrEnum):
+    INVOICE_CREATED = "invoice.created"
+    INVOICE_UPDATED = "invoice.updated"
+    FIRM_STATUS_UPDATED = "firm.status.updated"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class WebhookEvent(Base):
+    """An event, written in the transaction of the change it reports (the outbox).
+
+    ``payload`` keeps the exact bytes of the envelope, so every attempt sends, and signs,
+    the same body.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_partner_created", "partner_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    topic: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deliveries: Mapped[list["WebhookDelivery"]] = relationship(
+        lazy="selectin", order_by="WebhookDelivery.created_at", back_populates="event"
+    )
+
+
+class WebhookDelivery(Base):
+    """One event on its way to one webhook, with its attempts so far.
+
+    The job runner's webhook-delivery kind (``events/tasks.py``) claims a due delivery by
+    pushing ``next_attempt_at`` past the attempt's timeout (a lease), sends it outside any
+    transaction, then records the outcome. If the process dies mid-attempt, the lease runs
+    out and another runner tries again.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "webhook_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id"))
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_attempt_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    event: Mapped[WebhookEvent] = relationship(back_populates="deliveries")

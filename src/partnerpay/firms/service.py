@@ -1,11 +1,11 @@
 """Firms: onboarding by a partner or the operator, and the operator's status moves."""
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Select, Uuid, bindparam, select
+from sqlalchemy import Row, Select, Uuid, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,7 +112,10 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
 @dataclass(frozen=True)
 class InvoicingTerms:
     """What raising an invoice needs to know of a firm (read with one light query, not
-    loaded as a whole firm: a create reads it every time)."""
+    loaded as a whole firm: a create reads it every time).
+
+    Every field but ``id`` and ``accounts`` is the firm's column of that name, read by
+    ``INVOICING_TERMS`` under that label: a term is added by adding its field."""
 
     id: uuid.UUID
     status: str
@@ -123,26 +126,32 @@ class InvoicingTerms:
         return next((id_ for id_, type_ in self.accounts.items() if type_ == account_type), None)
 
     @classmethod
-    def from_rows(
-        cls, firm_id: uuid.UUID, rows: Iterable[Sequence[Any]]
-    ) -> "InvoicingTerms | None":
-        """The terms read by ``INVOICING_TERMS`` (its columns first in each row), or
-        ``None`` if it found no firm."""
+    def from_rows(cls, firm_id: uuid.UUID, rows: Iterable[Row[Any]]) -> "InvoicingTerms | None":
+        """The terms read by ``INVOICING_TERMS`` (or a query built on it: its labels are
+        read, whatever else the rows hold), or ``None`` if it found no firm."""
         terms = None
-        for status, currency, account_id, account_type, *_ in rows:
-            terms = terms or cls(firm_id, status, currency, {})
-            if account_id is not None:
-                terms.accounts[account_id] = AccountType(account_type)
+        for row in rows:
+            read = row._mapping
+            terms = terms or cls(firm_id, accounts={}, **{name: read[name] for name in _FIRM_TERMS})
+            if read["account_id"] is not None:
+                terms.accounts[read["account_id"]] = AccountType(read["account_type"])
         return terms
 
 
-def _invoicing_terms() -> Select[tuple[str, str, uuid.UUID | None, str | None]]:
+_FIRM_TERMS = tuple(f.name for f in fields(InvoicingTerms) if f.name not in ("id", "accounts"))
+
+
+def _invoicing_terms() -> Select[Any]:
     """A firm's terms, a row per settlement account: bound ``firm_id`` and ``partner_id``,
-    so that another partner's firm is not found. Plain (Core) columns: the ORM's
-    statement handling is not needed to read four of them."""
+    so that another partner's firm is not found. Plain (Core) columns, labelled: the ORM's
+    statement handling is not needed to read a handful of them."""
     firms, accounts = table_of(Firm), table_of(SettlementAccount)
     return (
-        select(firms.c.status, firms.c.currency, accounts.c.id, accounts.c.account_type)
+        select(
+            *(firms.c[name].label(name) for name in _FIRM_TERMS),
+            accounts.c.id.label("account_id"),
+            accounts.c.account_type.label("account_type"),
+        )
         .outerjoin(accounts, accounts.c.firm_id == firms.c.id)
         .where(
             firms.c.id == bindparam("firm_id", type_=Uuid()),

@@ -116,7 +116,7 @@ def test_cards_are_taken_again_once_the_declines_are_older_than_the_window(
 
         with database.session() as session:
             declines = session.scalars(
-                select(Payment).where(Payment.invoice_id == uuid.UUID(invoice["invoice_id"]))
+                select(Payment).where(Payment.artifact_id == uuid.UUID(invoice["invoice_id"]))
             ).all()
             oldest = min(declines, key=lambda payment: payment.created_at)
             oldest.created_at -= timedelta(seconds=DECLINES_WINDOW_S)

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import event, select
 
+from partnerpay.artifacts.models import Debtor, Matter
 from partnerpay.db import Database
 from partnerpay.events.models import Topic, WebhookEvent
 from partnerpay.invoices import service
-from partnerpay.invoices.models import Debtor, Invoice, Matter
+from partnerpay.invoices.models import Invoice
 from partnerpay.invoices.schemas import InvoiceIn
 from tests.support import (
     API,

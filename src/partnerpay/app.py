@@ -18,6 +18,7 @@ from partnerpay.dependencies import SessionDep, database_of
 from partnerpay.events.routes import events_router
 from partnerpay.events.service import count_backlog
 from partnerpay.firms.routes import router as firms_router
+from partnerpay.invoices.routes import payments_router
 from partnerpay.invoices.routes import router as invoices_router
 from partnerpay.limits import BodySizeLimit, RateLimit
 from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
@@ -25,7 +26,6 @@ from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
 from partnerpay.payments.gateways.sandbox import SandboxGateway
 from partnerpay.payments.routes import PaymentAttemptLimits, pay_router
-from partnerpay.payments.routes import partner_router as payments_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses

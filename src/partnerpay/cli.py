@@ -21,6 +21,7 @@ from partnerpay.demo import sandbox_account, seed_demo
 from partnerpay.firms import service as firms
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate, FirmOut
+from partnerpay.invoices import kind as _invoices  # noqa: F401  (payments reach invoices by it)
 from partnerpay.money import Currency
 from partnerpay.observability import LOGGING_CONFIG, MULTIPROCESS_ENV
 from partnerpay.partners import service as partners

@@ -3,11 +3,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from partnerpay.artifacts.models import ArtifactStatus
 from partnerpay.dependencies import SessionDep, SettingsDep
 from partnerpay.invoices import service
-from partnerpay.invoices.models import Invoice, InvoiceStatus
+from partnerpay.invoices.models import Invoice
 from partnerpay.invoices.schemas import (
     AdjustAmountIn,
+    ExternalPaymentResponse,
     InvoiceIn,
     InvoiceList,
     InvoiceOut,
@@ -15,10 +17,15 @@ from partnerpay.invoices.schemas import (
 )
 from partnerpay.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.payments import service as payments
+from partnerpay.payments.schemas import ExternalPaymentIn
 from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
 router = APIRouter(prefix="/invoices", tags=["Invoices"])
+# Outside payments are recorded against an invoice and answered with it, so their route is
+# the invoice's (the payments package knows artifacts, not invoices).
+payments_router = APIRouter(prefix="/payments", tags=["Payments"])
 
 PROBLEMS = problem_responses(400, 401, 404, 409)
 
@@ -46,7 +53,7 @@ def list_invoices(
     settings: SettingsDep,
     partner: PartnerDep,
     firm_id: uuid.UUID | None = None,
-    status: InvoiceStatus | None = None,
+    status: ArtifactStatus | None = None,
     external_reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
@@ -126,3 +133,24 @@ def void_invoice(
     """Mark an unpaid invoice `Voided`; its payment page stops taking payments."""
     invoice, _changed = service.void_invoice(session, partner.id, invoice_id, settings.pay_base_url)
     return _respond(invoice, settings)
+
+
+@payments_router.post(
+    "/external",
+    summary="Record an outside payment",
+    responses=problem_responses(400, 402, 404, 409),
+    response_model=ExternalPaymentResponse,
+)
+def record_external_payment(
+    session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: ExternalPaymentIn
+) -> ModelResponse:
+    """Record money received outside the platform (cash, bank transfer...) against one of
+    this partner's invoices; it lowers `amount_due` like any payment."""
+    payment, invoice = payments.record_external_payment(session, partner.id, body, settings)
+    assert isinstance(invoice, Invoice)
+    return ModelResponse(
+        ExternalPaymentResponse(
+            payment=payments.payment_out(payment),
+            invoice=InvoiceOut.of(invoice, settings.pay_base_url),
+        )
+    )

@@ -13,9 +13,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from partnerpay.artifacts.models import ArtifactStatus, PaymentMethod, SurchargeChoice
 from partnerpay.firms.models import AccountType
-from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod, SurchargeChoice
+from partnerpay.invoices.models import Invoice
 from partnerpay.money import AmountString, Currency, PercentString, format_minor
+from partnerpay.payments.schemas import PaymentOut
 from partnerpay.wire import InputTimestamp, Timestamp, WireModel
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
@@ -139,7 +141,7 @@ class InvoiceOut(WireModel):
     amount: str
     amount_due: str
     currency: Currency
-    status: InvoiceStatus
+    status: ArtifactStatus
     payment_uri: str
     due_date: Timestamp | None = None
     description: str | None = None
@@ -166,7 +168,7 @@ class InvoiceOut(WireModel):
             amount=invoice.amount,
             amount_due=format_minor(invoice.amount_due_minor),
             currency=Currency(invoice.currency),
-            status=InvoiceStatus(invoice.status),
+            status=ArtifactStatus(invoice.status),
             payment_uri=f"{pay_base_url}/pay/{invoice.id}",
             due_date=invoice.due_date,
             description=invoice.description,
@@ -182,7 +184,8 @@ class InvoiceOut(WireModel):
                     transaction_id=payment.transaction_id,
                     payment_id=payment.id,
                     payment_type=payment.payment_type,
-                    artifact_id=invoice.id,
+                    artifact_id=payment.artifact_id,
+                    artifact_type=payment.artifact_type,
                     external_id=payment.external_id,
                     received=format_minor(payment.amount_minor),
                     refunded=format_minor(0),
@@ -215,3 +218,8 @@ class InvoiceList(WireModel):
     invoices: list[InvoiceOut]
     has_more: bool
     next_cursor: str | None = None
+
+
+class ExternalPaymentResponse(WireModel):
+    payment: PaymentOut
+    invoice: InvoiceOut

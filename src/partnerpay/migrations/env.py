@@ -7,6 +7,7 @@ apply each migration exactly once.
 from alembic import context
 from sqlalchemy import text
 
+from partnerpay.artifacts import models as _artifacts  # noqa: F401  (registers tables)
 from partnerpay.db import Base, create_db_engine
 from partnerpay.events import models as _events  # noqa: F401  (registers tables)
 from partnerpay.firms import models as _firms  # noqa: F401

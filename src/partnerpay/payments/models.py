@@ -18,9 +18,13 @@ ACCEPTED_STATUSES = frozenset({PaymentStatus.SUCCESSFUL, PaymentStatus.PROCESSIN
 
 
 class Payment(Base):
-    """A payment attempt on an invoice: by the payer on the payment page, or recorded by
-    the partner for money received elsewhere. Declined attempts are kept too (``Failed``)
-    so that a repeated idempotency key gets the same answer.
+    """A payment attempt on an artifact (an invoice): by the payer on the payment page, or
+    recorded by the partner for money received elsewhere. Declined attempts are kept too
+    (``Failed``) so that a repeated idempotency key gets the same answer.
+
+    ``artifact_type`` says which kind of artifact ``artifact_id`` names; while invoices are
+    the only kind, ``artifact_id`` is also a foreign key to them (migration 0006 says how
+    charges will be referenced).
 
     Only the card's brand and last four digits are kept (in ``method_detail``);
     ``request_fingerprint`` is a keyed hash of the request that made the payment (see
@@ -30,13 +34,14 @@ class Payment(Base):
 
     __tablename__ = "payments"
     __table_args__ = (
-        UniqueConstraint("invoice_id", "idempotency_key"),
+        UniqueConstraint("artifact_id", "idempotency_key"),
         Index("ix_payments_status", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     transaction_id: Mapped[uuid.UUID] = mapped_column(default=new_id)
-    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"), index=True)
+    artifact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"), index=True)
+    artifact_type: Mapped[str] = mapped_column(String(32))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(16))

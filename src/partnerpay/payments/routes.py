@@ -4,24 +4,14 @@ from fastapi import APIRouter, Depends, Request
 
 from partnerpay.config import Settings
 from partnerpay.dependencies import SessionDep, SettingsDep
-from partnerpay.invoices.schemas import InvoiceOut
 from partnerpay.limits import RateLimit, rate_limited
-from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.payments import service
 from partnerpay.payments.gateways.base import PaymentGateway
-from partnerpay.payments.schemas import (
-    ExternalPaymentIn,
-    ExternalPaymentResponse,
-    PaymentIn,
-    PaymentResponse,
-)
+from partnerpay.payments.schemas import PaymentIn, PaymentResponse
 from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
-PROBLEMS = problem_responses(400, 402, 404, 409)
-
 pay_router = APIRouter(prefix="/pay", tags=["Payment page"])
-partner_router = APIRouter(prefix="/payments", tags=["Payments"])
 
 
 async def get_gateway(request: Request) -> PaymentGateway:
@@ -89,23 +79,3 @@ def pay_invoice(
     retry in `Retry-After`."""
     payment = service.pay_invoice(session, invoice_id, body, gateway, settings)
     return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))
-
-
-@partner_router.post(
-    "/external",
-    summary="Record an outside payment",
-    responses=PROBLEMS,
-    response_model=ExternalPaymentResponse,
-)
-def record_external_payment(
-    session: SessionDep, settings: SettingsDep, partner: PartnerDep, body: ExternalPaymentIn
-) -> ModelResponse:
-    """Record money received outside the platform (cash, bank transfer...) against one of
-    this partner's invoices; it lowers `amount_due` like any payment."""
-    payment, invoice = service.record_external_payment(session, partner.id, body, settings)
-    return ModelResponse(
-        ExternalPaymentResponse(
-            payment=service.payment_out(payment),
-            invoice=InvoiceOut.of(invoice, settings.pay_base_url),
-        )
-    )

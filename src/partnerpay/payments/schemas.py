@@ -13,8 +13,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from partnerpay.invoices.models import PaymentMethod
-from partnerpay.invoices.schemas import InvoiceOut
+from partnerpay.artifacts.models import PaymentMethod
 from partnerpay.money import AmountString, Currency, to_minor
 from partnerpay.payments.gateways.base import BankAccount, Card
 from partnerpay.wire import Timestamp, WireModel
@@ -198,8 +197,3 @@ class PaymentOut(WireModel):
 
 class PaymentResponse(WireModel):
     payment: PaymentOut
-
-
-class ExternalPaymentResponse(WireModel):
-    payment: PaymentOut
-    invoice: InvoiceOut

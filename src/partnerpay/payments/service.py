@@ -1,9 +1,13 @@
 """Payments: the payer's card or direct debit, the partner's outside payments, settlement.
 
-Every payment locks its invoice row first, so concurrent payments are taken one at a time
-and can never together exceed the amount due; an idempotency key per attempt (unique per
-invoice) makes a double-clicked Pay button charge once, and the request's fingerprint kept
-with it tells that retry from another request sent with the same key.
+A payment is made on an artifact (an invoice), reached through its kind
+(:mod:`partnerpay.artifacts.kinds`) and brought up to date by the artifact core
+(:func:`partnerpay.artifacts.service.apply_payment`): this module never sets an artifact's
+status or what it was paid. Every payment locks its artifact's row first, so concurrent
+payments are taken one at a time and can never together exceed the amount due; an
+idempotency key per attempt (unique per artifact) makes a double-clicked Pay button charge
+once, and the request's fingerprint kept with it tells that retry from another request
+sent with the same key.
 """
 
 import math
@@ -13,43 +17,42 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from partnerpay.artifacts import service as artifacts
+from partnerpay.artifacts.kinds import kind_of
+from partnerpay.artifacts.models import Artifact, ArtifactType, PaymentMethod, SurchargeChoice
 from partnerpay.config import Settings
 from partnerpay.db import utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
-from partnerpay.firms.models import Firm, FirmStatus
-from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod, SurchargeChoice
-from partnerpay.invoices.schemas import InvoiceOut
-from partnerpay.invoices.service import get_invoice
+from partnerpay.firms.models import Firm
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateways.base import ChargeResult, ChargeStatus, PaymentGateway
 from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
-from partnerpay.problems import FieldError, ProblemError, conflict, invalid_field, not_found
+from partnerpay.problems import FieldError, ProblemError, invalid_field, not_found
 from partnerpay.wire import parse_id
 
-PAYABLE_STATUSES = frozenset({InvoiceStatus.SUBMITTED, InvoiceStatus.AUTHORISED})
 DEFAULT_METHODS = (PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT)
 EXTERNAL_METHOD = "External"
 MINIMUM_SURCHARGE_MINOR = 1
 
 
-def allowed_methods(invoice: Invoice) -> list[PaymentMethod]:
+def allowed_methods(invoice: Artifact) -> list[PaymentMethod]:
     return [PaymentMethod(m) for m in invoice.payment_methods_override or DEFAULT_METHODS]
 
 
-def payer_bears_surcharge(invoice: Invoice, firm: Firm) -> bool:
+def payer_bears_surcharge(invoice: Artifact, firm: Firm) -> bool:
     choice = invoice.surcharge_choice_override
     if choice == SurchargeChoice.MERCHANT:
         return False
     return choice == SurchargeChoice.CUSTOMER or firm.surcharge_enabled
 
 
-def card_surcharge_minor(invoice: Invoice, firm: Firm, amount_minor: int) -> int:
+def card_surcharge_minor(invoice: Artifact, firm: Firm, amount_minor: int) -> int:
     """The card surcharge the payer pays on top of one charge of ``amount_minor``, if any.
 
     Each charge is surcharged on its own, as a card processor fees each transaction: the
@@ -63,18 +66,14 @@ def card_surcharge_minor(invoice: Invoice, firm: Firm, amount_minor: int) -> int
     return max(percent_of(amount_minor, firm.surcharge_percent), MINIMUM_SURCHARGE_MINOR)
 
 
-def is_payable(invoice: Invoice, firm: Firm) -> bool:
-    return (
-        invoice.status in PAYABLE_STATUSES
-        and invoice.amount_due_minor > 0
-        and firm.status == FirmStatus.ACTIVE
-    )
+def is_payable(invoice: Artifact, firm: Firm) -> bool:
+    return artifacts.is_payable(invoice, firm.status)
 
 
 def payment_out(payment: Payment) -> PaymentOut:
     return PaymentOut(
         payment_id=payment.id,
-        invoice_id=payment.invoice_id,
+        invoice_id=payment.artifact_id,
         amount=format_minor(payment.amount_minor),
         surcharge=format_minor(payment.surcharge_minor),
         total_charged=format_minor(payment.total_minor),
@@ -112,15 +111,13 @@ class Charge:
     run: Callable[[PaymentGateway], ChargeResult]
 
 
-def _charge(invoice: Invoice, firm: Firm, data: PaymentIn) -> Charge:
+def _charge(invoice: Artifact, firm: Firm, data: PaymentIn) -> Charge:
     if data.method not in allowed_methods(invoice):
         raise invalid_field(
             "method", f"{data.method} is not accepted for this invoice", "method_not_allowed"
         )
-    due = invoice.amount_due_minor
-    amount_minor = to_minor(data.amount) if data.amount else due
-    if amount_minor > due:
-        raise invalid_field("amount", f"is more than the amount due ({format_minor(due)})")
+    amount_minor = to_minor(data.amount) if data.amount else invoice.amount_due_minor
+    artifacts.require_within_due(invoice, amount_minor)
     currency = invoice.currency
     key = data.idempotency_key
     if data.card is not None and data.method == PaymentMethod.CARD:
@@ -143,13 +140,6 @@ def _charge(invoice: Invoice, firm: Firm, data: PaymentIn) -> Charge:
         account.description,
         lambda gateway: gateway.debit_account(account, amount_minor, currency, key),
     )
-
-
-def _locked_invoice(session: Session, invoice_id: str | uuid.UUID) -> Invoice:
-    invoice = session.get(Invoice, parse_id(invoice_id, "invoice"), with_for_update=True)
-    if invoice is None:
-        raise not_found("invoice", invoice_id)
-    return invoice
 
 
 @dataclass(frozen=True)
@@ -177,13 +167,13 @@ def _key_reused(attempt: Attempt) -> ProblemError:
     )
 
 
-def _earlier_attempt(session: Session, invoice: Invoice, attempt: Attempt) -> Payment | None:
-    """The payment this attempt's key made on this invoice before, if any; 409 if it was
+def _earlier_attempt(session: Session, invoice: Artifact, attempt: Attempt) -> Payment | None:
+    """The payment this attempt's key made on this artifact before, if any; 409 if it was
     made by another request. A payment kept from before fingerprints has none, and any
     request with its key is taken as its retry."""
     earlier = session.scalars(
         select(Payment).where(
-            Payment.invoice_id == invoice.id, Payment.idempotency_key == attempt.key
+            Payment.artifact_id == invoice.id, Payment.idempotency_key == attempt.key
         )
     ).one_or_none()
     if earlier is not None and earlier.request_fingerprint not in (None, attempt.fingerprint):
@@ -191,12 +181,7 @@ def _earlier_attempt(session: Session, invoice: Invoice, attempt: Attempt) -> Pa
     return earlier
 
 
-def _require_payable(invoice: Invoice, firm: Firm) -> None:
-    if not is_payable(invoice, firm):
-        raise conflict("invoice_not_payable", f"Invoice '{invoice.id}' cannot take payments now.")
-
-
-def _require_no_cooling_off(session: Session, invoice: Invoice, settings: Settings) -> None:
+def _require_no_cooling_off(session: Session, invoice: Artifact, settings: Settings) -> None:
     """429 ``too_many_declines`` while the invoice's last ``card_declines_limit`` declines
     all fall within ``card_declines_window``: someone may be testing stolen cards on it.
 
@@ -210,7 +195,7 @@ def _require_no_cooling_off(session: Session, invoice: Invoice, settings: Settin
     recent = session.scalars(
         select(Payment.created_at)
         .where(
-            Payment.invoice_id == invoice.id,
+            Payment.artifact_id == invoice.id,
             Payment.status == PaymentStatus.FAILED,
             Payment.created_at > now - window,
         )
@@ -239,7 +224,7 @@ def pay_invoice(
     settings: Settings,
 ) -> Payment:
     """Charge the payer; a declined charge is recorded, reported, and raised as a 402."""
-    invoice = _locked_invoice(session, invoice_id)
+    invoice: Artifact = artifacts.locked(session, kind_of(ArtifactType.INVOICE), invoice_id)
     key = data.idempotency_key
     attempt = Attempt(key, "idempotency_key", key, fingerprint(data.canonical()))
     earlier = _earlier_attempt(session, invoice, attempt)
@@ -249,13 +234,14 @@ def pay_invoice(
             raise decline_problem(earlier)
         return earlier
     firm = session.get_one(Firm, invoice.firm_id)
-    _require_payable(invoice, firm)
+    artifacts.require_payable(invoice, firm.status)
     charge = _charge(invoice, firm, data)
     if charge.method == PaymentMethod.CARD:
         _require_no_cooling_off(session, invoice, settings)
     result = charge.run(gateway)
     payment = Payment(
-        invoice_id=invoice.id,
+        artifact_id=invoice.id,
+        artifact_type=invoice.artifact_type,
         idempotency_key=key,
         request_fingerprint=attempt.fingerprint,
         method=charge.method,
@@ -285,33 +271,44 @@ def _payment_status(result: ChargeResult) -> PaymentStatus:
     }[result.status]
 
 
-def _emit_payment(session: Session, invoice: Invoice, payment: Payment, topic: Topic) -> None:
+def _emit_payment(session: Session, invoice: Artifact, payment: Payment, topic: Topic) -> None:
     session.flush()
     resource = payment_out(payment).wire()
     emit_event(session, invoice.partner_id, topic, invoice.external_id, resource)
 
 
-def _apply_payment(session: Session, invoice: Invoice, payment: Payment, pay_base_url: str) -> None:
-    """Bring the invoice up to date with its payments and report both changes."""
+_RECEIVED = select(Payment.amount_minor, Payment.status).where(
+    Payment.artifact_id == bindparam("artifact_id"), Payment.status.in_(ACCEPTED_STATUSES)
+)
+
+
+def _received(session: Session, artifact: Artifact) -> artifacts.Received:
+    accepted = session.execute(_RECEIVED, {"artifact_id": artifact.id}).all()
+    return artifacts.Received(
+        amount_minor=sum(amount for amount, _status in accepted),
+        clearing=any(status == PaymentStatus.PROCESSING for _amount, status in accepted),
+    )
+
+
+def _apply_payment(
+    session: Session, artifact: Artifact, payment: Payment, pay_base_url: str
+) -> None:
+    """Bring the artifact up to date with its payments, through the artifact core, and
+    report both changes."""
     session.flush()
-    session.refresh(invoice, ["payments"])
-    accepted = [p for p in invoice.payments if p.status in ACCEPTED_STATUSES]
-    invoice.amount_paid_minor = sum(p.amount_minor for p in accepted)
-    invoice.follow_amounts()
-    invoice.updated_at = utcnow()
+    artifacts.apply_payment(artifact, _received(session, artifact))
     if payment.status == PaymentStatus.SUCCESSFUL:
-        _emit_payment(session, invoice, payment, Topic.PAYMENT_SUCCEEDED)
-    session.flush()
-    resource = InvoiceOut.of(invoice, pay_base_url).wire()
-    emit_event(session, invoice.partner_id, Topic.INVOICE_UPDATED, invoice.external_id, resource)
+        _emit_payment(session, artifact, payment, Topic.PAYMENT_SUCCEEDED)
+    artifacts.report_change(session, artifact, pay_base_url)
 
 
 def record_external_payment(
     session: Session, partner_id: uuid.UUID, data: ExternalPaymentIn, settings: Settings
-) -> tuple[Payment, Invoice]:
+) -> tuple[Payment, Artifact]:
     """Record money the partner received elsewhere; the same payment again (the same
     ``external_id`` and the same details) is a no-op."""
-    invoice = get_invoice(session, partner_id, data.artifact_id, lock=True)
+    kind = kind_of(ArtifactType.INVOICE)  # the only kind an outside payment is made on yet
+    invoice: Artifact = artifacts.locked_for_partner(session, kind, partner_id, data.artifact_id)
     attempt = Attempt(
         f"external:{data.external_id}",
         "external_id",
@@ -322,14 +319,12 @@ def record_external_payment(
     if earlier is not None:
         session.commit()
         return earlier, invoice
-    _require_payable(invoice, session.get_one(Firm, invoice.firm_id))
+    artifacts.require_payable(invoice, session.get_one(Firm, invoice.firm_id).status)
     amount_minor = to_minor(data.amount)
-    if amount_minor > invoice.amount_due_minor:
-        raise invalid_field(
-            "amount", f"is more than the amount due ({format_minor(invoice.amount_due_minor)})"
-        )
+    artifacts.require_within_due(invoice, amount_minor)
     payment = Payment(
-        invoice_id=invoice.id,
+        artifact_id=invoice.id,
+        artifact_type=invoice.artifact_type,
         idempotency_key=attempt.key,
         request_fingerprint=attempt.fingerprint,
         method=EXTERNAL_METHOD,
@@ -354,19 +349,19 @@ def settle_processing_payments(session: Session, pay_base_url: str) -> int:
     ).all()
     for payment_id in pending:
         payment = session.get_one(Payment, payment_id)
-        invoice = _locked_invoice(session, payment.invoice_id)
+        artifact = artifacts.locked(session, kind_of(payment.artifact_type), payment.artifact_id)
         session.refresh(payment, with_for_update=True)
         if payment.status != PaymentStatus.PROCESSING:
             session.rollback()
             continue
         payment.status, payment.settled_at = PaymentStatus.SUCCESSFUL, utcnow()
-        _apply_payment(session, invoice, payment, pay_base_url)
+        _apply_payment(session, artifact, payment, pay_base_url)
         session.commit()
     return len(pending)
 
 
 def get_payment(session: Session, invoice_id: str, payment_id: str) -> Payment:
     payment = session.get(Payment, parse_id(payment_id, "payment"))
-    if payment is None or str(payment.invoice_id) != str(parse_id(invoice_id, "invoice")):
+    if payment is None or str(payment.artifact_id) != str(parse_id(invoice_id, "invoice")):
         raise not_found("payment", payment_id)
     return payment

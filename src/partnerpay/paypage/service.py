@@ -10,8 +10,9 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 from sqlalchemy.orm import Session
 
+from partnerpay.artifacts.models import ArtifactStatus, PaymentMethod
 from partnerpay.firms.models import Firm, FirmStatus
-from partnerpay.invoices.models import Invoice, InvoiceStatus, PaymentMethod
+from partnerpay.invoices.models import Invoice
 from partnerpay.money import MINOR_UNITS_PER_MAJOR, to_minor
 from partnerpay.payments.models import Payment
 from partnerpay.payments.service import allowed_methods, card_surcharge_minor, is_payable
@@ -79,8 +80,8 @@ def _debtor_name(invoice: Invoice) -> str | None:
 
 def _state(invoice: Invoice, firm: Firm) -> str:
     if firm.status != FirmStatus.ACTIVE and invoice.status not in (
-        InvoiceStatus.PAID,
-        InvoiceStatus.VOIDED,
+        ArtifactStatus.PAID,
+        ArtifactStatus.VOIDED,
     ):
         return "Unavailable"
     return str(invoice.status)
@@ -133,7 +134,7 @@ class ReceiptView:
 
 
 def receipt_view(session: Session, payment: Payment) -> ReceiptView:
-    invoice = session.get_one(Invoice, payment.invoice_id)
+    invoice = session.get_one(Invoice, payment.artifact_id)
     firm = session.get_one(Firm, invoice.firm_id)
     currency = payment.currency
     locale = LOCALES.get(currency, "en_AU")

@@ -1,0 +1,35 @@
+"""Imports run one way: each package imports only what it builds on.
+
+artifacts/ is the core of every payable artifact; payments/ reaches artifacts through it;
+invoices/ (an artifact kind) builds on both; paypage/ on all of them."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import partnerpay
+
+SOURCE = Path(partnerpay.__file__).parent
+NOT_IMPORTED_BY = {
+    "artifacts": {"invoices", "payments", "paypage"},
+    "payments": {"invoices", "paypage"},
+    "invoices": {"paypage"},
+}
+
+
+def _imported_packages(module: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name.split(".")[1] for name in names if name.startswith("partnerpay.") and "." in name}
+
+
+@pytest.mark.parametrize("package", sorted(NOT_IMPORTED_BY))
+def test_a_package_imports_nothing_that_builds_on_it(package: str) -> None:
+    for module in sorted((SOURCE / package).rglob("*.py")):
+        wrong = _imported_packages(module) & NOT_IMPORTED_BY[package]
+        assert not wrong, f"{module.relative_to(SOURCE)} imports {sorted(wrong)}"

@@ -1,0 +1,114 @@
+"""Migrations keep the data they move: a database with invoices and payments in it goes
+down a revision and up again, on SQLite (batch mode) and on PostgreSQL."""
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+
+from partnerpay.config import Settings
+from partnerpay.db import Database, alembic_config, upgrade_database
+from partnerpay.invoices import service as invoices
+from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
+from partnerpay.payments import service as payments
+from partnerpay.payments.models import Payment
+from partnerpay.payments.schemas import ExternalPaymentIn
+from tests.conftest import throwaway_postgres_database
+from tests.support import create_firm, create_partner, invoice_body
+
+
+@pytest.fixture
+def own_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of ``database_url``'s backend that this test migrates as it likes."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+        return
+    with throwaway_postgres_database() as url:
+        yield url
+
+
+def _columns_and_keys(database: Database) -> dict[str, Any]:
+    schema = inspect(database.engine)
+    return {
+        "columns": {c["name"]: c["nullable"] for c in schema.get_columns("payments")},
+        "indexes": sorted(
+            (i["name"], tuple(i["column_names"])) for i in schema.get_indexes("payments")
+        ),
+        "unique": sorted(
+            (u["name"], tuple(u["column_names"])) for u in schema.get_unique_constraints("payments")
+        ),
+        "foreign_keys": sorted(
+            (f["name"], tuple(f["constrained_columns"]), f["referred_table"])
+            for f in schema.get_foreign_keys("payments")
+        ),
+    }
+
+
+def test_payments_name_their_artifact_and_keep_their_invoice(own_database_url: str) -> None:
+    """0006 renames payments.invoice_id to artifact_id and adds artifact_type; a payment
+    made before it pays the same invoice after it, as an ``Invoice``, and back again."""
+    upgrade_database(own_database_url)
+    database = Database(own_database_url)
+    try:
+        settings = Settings(database_url=own_database_url)
+        partner = create_partner(database)
+        firm = create_firm(database, partner)
+        with database.session() as session:
+            created = invoices.upsert_invoice(
+                session, partner.id, InvoiceIn.model_validate(invoice_body(firm)), "http://pay.test"
+            )
+        outside = {
+            "artifact_id": str(created.invoice_id),
+            "amount": "10",
+            "external_id": "cash-1",
+            "payment_type": "Cash",
+        }
+        with database.session() as session:
+            paid, _ = payments.record_external_payment(
+                session, partner.id, ExternalPaymentIn.model_validate(outside), settings
+            )
+        migrated = _columns_and_keys(database)
+        database.engine.dispose()
+
+        command.downgrade(alembic_config(own_database_url), "0005")
+        with database.session(read_only=True) as session:
+            before = session.execute(text("SELECT invoice_id, idempotency_key FROM payments")).all()
+        assert [(str(row[0]).replace("-", ""), row[1]) for row in before] == [
+            (created.invoice_id.hex, "external:cash-1")
+        ]
+        assert "artifact_type" not in _columns_and_keys(database)["columns"]
+        database.engine.dispose()
+
+        upgrade_database(own_database_url)
+        assert _columns_and_keys(database) == migrated
+        assert migrated["columns"]["artifact_type"] is False
+        with database.session(read_only=True) as session:
+            payment = session.get_one(Payment, paid.id)
+            assert (payment.artifact_id, payment.artifact_type) == (created.invoice_id, "Invoice")
+            view = InvoiceOut.of(
+                invoices.get_invoice(session, partner.id, created.invoice_id), "http://pay.test"
+            )
+        assert [
+            (line.payment_id, line.artifact_id, line.artifact_type) for line in view.payments
+        ] == [(paid.id, created.invoice_id, "Invoice")]
+        assert Decimal(view.amount_due) == Decimal(created.amount_due) - 10
+    finally:
+        database.dispose()
+
+
+def test_the_schema_names_follow_the_artifact(database_url: str, database: Database) -> None:
+    """The index, unique constraint and foreign key are named after ``artifact_id`` (on
+    PostgreSQL, which names them; SQLite leaves the constraints unnamed)."""
+    keys = _columns_and_keys(database)
+    assert "invoice_id" not in keys["columns"]
+    assert ("ix_payments_artifact_id", ("artifact_id",)) in keys["indexes"]
+    named = [name for name, *_ in keys["unique"] + keys["foreign_keys"]]
+    if database_url.startswith("postgresql"):
+        assert sorted(named) == [
+            "payments_artifact_id_fkey",
+            "payments_artifact_id_idempotency_key_key",
+        ]

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from partnerpay.artifacts.models import Debtor, Matter
 from partnerpay.config import Environment
 from partnerpay.db import Database
+from partnerpay.events.models import Topic, WebhookDelivery, WebhookEvent
 from partnerpay.invoices import service
 from partnerpay.invoices.models import Invoice
 from partnerpay.invoices.schemas import InvoiceIn
 from partnerpay.invoices.writes import CreatePath
-from partnerpay.webhooks.models import Topic, WebhookDelivery, WebhookEvent
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.service import create_webhook
 from tests.receiver import Receiver

@@ -49,7 +49,7 @@ def _columns_and_keys(database: Database) -> dict[str, Any]:
 
 
 def test_payments_name_their_artifact_and_keep_their_invoice(own_database_url: str) -> None:
-    """0006 renames payments.invoice_id to artifact_id and adds artifact_type; a payment
+    """0007 renames payments.invoice_id to artifact_id and adds artifact_type; a payment
     made before it pays the same invoice after it, as an ``Invoice``, and back again."""
     upgrade_database(own_database_url)
     database = Database(own_database_url)
@@ -74,7 +74,7 @@ def test_payments_name_their_artifact_and_keep_their_invoice(own_database_url: s
         migrated = _columns_and_keys(database)
         database.engine.dispose()
 
-        command.downgrade(alembic_config(own_database_url), "0005")
+        command.downgrade(alembic_config(own_database_url), "0006")
         with database.session(read_only=True) as session:
             before = session.execute(text("SELECT invoice_id, idempotency_key FROM payments")).all()
         assert [(str(row[0]).replace("-", ""), row[1]) for row in before] == [

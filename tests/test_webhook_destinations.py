@@ -20,8 +20,8 @@ from sqlalchemy import update
 
 from partnerpay.config import Environment, Settings
 from partnerpay.db import Database
+from partnerpay.events.models import Webhook
 from partnerpay.webhooks.destinations import IPAddress, allow_any, is_globally_reachable
-from partnerpay.webhooks.models import Webhook
 from partnerpay.webhooks.sender import Attempt, Sender
 from tests.receiver import Receiver
 from tests.support import (

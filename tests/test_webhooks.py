@@ -18,10 +18,10 @@ from partnerpay.db import Database, plain_postgres_connection
 from partnerpay.events.models import DeliveryStatus, Topic, WebhookDelivery
 from partnerpay.events.outbox import NOTIFY_CHANNEL, emit_event
 from partnerpay.events.service import get_event, redeliver_event
-from partnerpay.events.tasks import claim_due, next_due_in, record_outcomes
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.sender import NOT_SENT, Attempt, Outcome
 from partnerpay.webhooks.service import create_webhook
+from partnerpay.webhooks.tasks import claim_due, next_due_in, record_outcomes
 from tests.receiver import Receiver
 from tests.support import (
     API,

@@ -1,3 +1,4 @@
-"""The event outbox: events written in the transaction of the change they report
-(``outbox.py``), their deliveries to subscribed webhooks and the job that sends them
-(``tasks.py``), and the partner's event log and redelivery (``service.py``, ``routes.py``)."""
+"""The event outbox: topics, events written in the transaction of the change they report
+with a delivery to each subscribed webhook (``outbox.py``), and the partner's event log and
+redelivery (``service.py``, ``routes.py``). It knows no domain that emits events, and
+nothing of how webhooks are sent (``webhooks/``)."""

@@ -1,14 +1,16 @@
 """The event outbox's rows: each event, written in the transaction of the change it
-reports, and its delivery to each webhook subscribed to its topic."""
+reports; the webhooks that subscribe to topics (managed through ``webhooks/``); and each
+event's delivery to each webhook subscribed to its topic."""
 
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from partnerpay.db import Base, new_id, utcnow
+from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
 
 
 class Topic(StrEnum):
@@ -19,10 +21,36 @@ class Topic(StrEnum):
     PAYMENT_FAILED = "payment.failed"
 
 
+class WebhookStatus(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+
+
+class Webhook(Base):
+    """A partner's subscription: where to POST which topics, and how to sign them."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (UniqueConstraint("partner_id", "url", "events_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    events_key: Mapped[str] = mapped_column(String(255))
+    authentication: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(64))
+    failing_since: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=same_instant_as_created_at)
 
 
 class WebhookEvent(Base):
@@ -50,7 +78,7 @@ class WebhookEvent(Base):
 class WebhookDelivery(Base):
     """One event on its way to one webhook, with its attempts so far.
 
-    The job runner's webhook-delivery kind (``events/tasks.py``) claims a due delivery by
+    The job runner's webhook-delivery kind (``webhooks/tasks.py``) claims a due delivery by
     pushing ``next_attempt_at`` past the attempt's timeout (a lease), sends it outside any
     transaction, then records the outcome. If the process dies mid-attempt, the lease runs
     out and another runner tries again.

@@ -30,9 +30,15 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Uuid
 
 from partnerpay.db import UTCDateTime, table_of, utcnow
-from partnerpay.events.models import DeliveryStatus, Topic, WebhookDelivery, WebhookEvent
+from partnerpay.events.models import (
+    DeliveryStatus,
+    Topic,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookStatus,
+)
 from partnerpay.jobs.wakers import wake_after_commit
-from partnerpay.webhooks.models import Webhook, WebhookStatus
 from partnerpay.wire import format_timestamp
 
 # What new deliveries are announced on (partnerpay.jobs.wakers): it wakes the runners'

@@ -15,7 +15,6 @@ from partnerpay.invoices import models as _invoices  # noqa: F401
 from partnerpay.jobs import models as _jobs  # noqa: F401
 from partnerpay.partners import models as _partners  # noqa: F401
 from partnerpay.payments import models as _payments  # noqa: F401
-from partnerpay.webhooks import models as _webhooks  # noqa: F401
 
 MIGRATION_LOCK_KEY = 7_356_210_001
 

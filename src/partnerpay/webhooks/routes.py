@@ -3,10 +3,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.events.models import Webhook
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.problems import problem_responses
 from partnerpay.webhooks import service
-from partnerpay.webhooks.models import Webhook
 from partnerpay.webhooks.schemas import (
     AuthenticationOut,
     WebhookCreatedOut,

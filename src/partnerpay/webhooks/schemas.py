@@ -3,8 +3,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from partnerpay.events.models import Topic
-from partnerpay.webhooks.models import WebhookStatus
+from partnerpay.events.models import Topic, WebhookStatus
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

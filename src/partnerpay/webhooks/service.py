@@ -14,10 +14,9 @@ from sqlalchemy.orm import Session
 
 from partnerpay.config import Environment
 from partnerpay.db import utcnow
-from partnerpay.events.models import Topic
+from partnerpay.events.models import Topic, Webhook
 from partnerpay.problems import conflict, invalid_field, not_found
 from partnerpay.webhooks.destinations import DestinationRefusedError, check_destination
-from partnerpay.webhooks.models import Webhook
 from partnerpay.webhooks.schemas import WebhookIn, WebhookUpdate
 from partnerpay.wire import parse_id
 

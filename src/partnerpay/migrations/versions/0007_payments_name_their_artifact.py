@@ -14,8 +14,8 @@ charges (and trust deposits) drops it: a payment then references its artifact by
 (``artifact_type``, ``artifact_id``), which the payments service writes only for an
 artifact whose row it has locked, and which ``ix_payments_artifact_id`` still serves.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,8 +8,8 @@ in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets on
 at a time), which moves its ``next_attempt_at`` past the attempt's timeout, so no other
 runner takes it while the attempt is under way. An attempt that cannot start soon enough
 to finish inside its lease is handed back unsent rather than sent late. A new event wakes
-runners at once (``outbox.py`` announces it on :data:`NOTIFY_CHANNEL`); retries are woken
-by their due time. Sending is ``webhooks/sender.py``'s.
+runners at once (``events/outbox.py`` announces it on :data:`NOTIFY_CHANNEL`); retries are
+woken by their due time. Sending is ``sender.py``'s.
 """
 
 from __future__ import annotations
@@ -27,11 +27,16 @@ from sqlalchemy.orm import Session
 
 from partnerpay.config import Settings
 from partnerpay.db import Database, table_of, utcnow
-from partnerpay.events.models import DeliveryStatus, WebhookDelivery, WebhookEvent
+from partnerpay.events.models import (
+    DeliveryStatus,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookStatus,
+)
 from partnerpay.events.outbox import NOTIFY_CHANNEL
 from partnerpay.jobs.kinds import register
 from partnerpay.observability import WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES
-from partnerpay.webhooks.models import Webhook, WebhookStatus
 from partnerpay.webhooks.sender import NOT_SENT, Attempt, Outcome, Sender
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from partnerpay.background import job_runner
 from partnerpay.config import Settings, get_settings
 from partnerpay.db import Database
-from partnerpay.dependencies import SessionDep, database_of
+from partnerpay.dependencies import SessionDep, UnitOfWorkRoute, database_of
 from partnerpay.events.routes import events_router
 from partnerpay.events.service import count_backlog
 from partnerpay.firms.routes import router as firms_router
@@ -68,7 +68,7 @@ def _partner_api() -> APIRouter:
 
 
 def _operations_api() -> APIRouter:
-    router = APIRouter(tags=["Operations"])
+    router = APIRouter(tags=["Operations"], route_class=UnitOfWorkRoute)
 
     @router.get("/healthz", summary="Liveness and database check", response_model=Health)
     def healthz(session: SessionDep) -> ModelResponse:

@@ -227,6 +227,27 @@ def created_postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def committed(session: Session) -> Iterator[Session]:
+    """One unit of work on ``session``: committed once when the block ends normally, rolled
+    back on any exception (a 4xx ``ProblemError`` included, and a commit that fails), so
+    nothing is half-written.
+    A read-only session is left alone: it runs in autocommit mode and has nothing to end."""
+    if is_read_only(session):
+        yield session
+        return
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()  # a failed commit's too: the connection goes back clean
+        raise
+
+
+def is_read_only(session: Session) -> bool:
+    return bool(session.info.get(READ_ONLY))
+
+
 class Database:
     """The engine and the two kinds of session a request can have."""
 
@@ -237,10 +258,20 @@ class Database:
         if self.engine.dialect.name == "postgresql":
             # A read needs no transaction: no BEGIN and ROLLBACK round trips around it.
             reads["isolation_level"] = "AUTOCOMMIT"
-        self._reader = sessionmaker(self.engine.execution_options(**reads), expire_on_commit=False)
+        self._reader = sessionmaker(
+            self.engine.execution_options(**reads), expire_on_commit=False, info={READ_ONLY: True}
+        )
 
     def session(self, *, read_only: bool = False) -> Session:
         return (self._reader if read_only else self._writer)()
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """A write session for one unit of work outside a request (a CLI command, the demo's
+        seed, a test's setup): services change it and flush; this commits once at the end
+        of the block, or rolls back if it raises, and closes the session."""
+        with self.session() as session, committed(session):
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.events import service
 from partnerpay.events.models import DeliveryStatus, Topic, WebhookEvent
 from partnerpay.events.schemas import (
@@ -19,7 +19,7 @@ from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.problems import problem_responses
 from partnerpay.wire import InputTimestamp, ModelResponse
 
-events_router = APIRouter(prefix="/events", tags=["Events"])
+events_router = APIRouter(prefix="/events", tags=["Events"], route_class=UnitOfWorkRoute)
 
 PROBLEMS = problem_responses(400, 404, 409)
 MAX_EVENTS = 1000

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.firms import service
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate, FirmList, FirmOut, FirmResponse
@@ -10,7 +10,7 @@ from partnerpay.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.wire import ModelResponse
 
-router = APIRouter(prefix="/firms", tags=["Firms"])
+router = APIRouter(prefix="/firms", tags=["Firms"], route_class=UnitOfWorkRoute)
 
 
 @router.post("", summary="Onboard a firm", response_model=FirmResponse)

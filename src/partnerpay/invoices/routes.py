@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from partnerpay.artifacts.models import ArtifactStatus
-from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.invoices import service
 from partnerpay.invoices.models import Invoice
 from partnerpay.invoices.schemas import (
@@ -22,10 +22,10 @@ from partnerpay.payments.schemas import ExternalPaymentIn
 from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
-router = APIRouter(prefix="/invoices", tags=["Invoices"])
+router = APIRouter(prefix="/invoices", tags=["Invoices"], route_class=UnitOfWorkRoute)
 # Outside payments are recorded against an invoice and answered with it, so their route is
 # the invoice's (the payments package knows artifacts, not invoices).
-payments_router = APIRouter(prefix="/payments", tags=["Payments"])
+payments_router = APIRouter(prefix="/payments", tags=["Payments"], route_class=UnitOfWorkRoute)
 
 PROBLEMS = problem_responses(400, 401, 404, 409)
 

@@ -1,12 +1,12 @@
 from fastapi import APIRouter, Body, Request
 
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.partners import service
 from partnerpay.partners.dependencies import PartnerDep, grant_cache
 from partnerpay.partners.schemas import RotateKeyRequest, RotateKeyResponse
 from partnerpay.wire import ModelResponse
 
-router = APIRouter(tags=["Authentication"])
+router = APIRouter(tags=["Authentication"], route_class=UnitOfWorkRoute)
 
 
 @router.post("/rotatekey", summary="Issue a new API key", response_model=RotateKeyResponse)

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from partnerpay.config import Settings
-from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.limits import RateLimit, rate_limited
 from partnerpay.payments import service
 from partnerpay.payments.gateways.base import PaymentGateway
@@ -11,7 +11,7 @@ from partnerpay.payments.schemas import PaymentIn, PaymentResponse
 from partnerpay.problems import problem_responses
 from partnerpay.wire import ModelResponse
 
-pay_router = APIRouter(prefix="/pay", tags=["Payment page"])
+pay_router = APIRouter(prefix="/pay", tags=["Payment page"], route_class=UnitOfWorkRoute)
 
 
 async def get_gateway(request: Request) -> PaymentGateway:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from partnerpay.dependencies import SessionDep
+from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.payments.models import PaymentStatus
 from partnerpay.payments.service import get_payment
 from partnerpay.paypage.service import METHOD_LABELS, page_view, receipt_view
@@ -27,7 +27,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-router = APIRouter(prefix="/pay", tags=["Payment page"], include_in_schema=False)
+router = APIRouter(
+    prefix="/pay", tags=["Payment page"], include_in_schema=False, route_class=UnitOfWorkRoute
+)
 
 
 def render(

@@ -2,7 +2,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from partnerpay.dependencies import SessionDep, SettingsDep
+from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.events.models import Webhook
 from partnerpay.partners.dependencies import PartnerDep
 from partnerpay.problems import problem_responses
@@ -19,7 +19,7 @@ from partnerpay.webhooks.schemas import (
 )
 from partnerpay.wire import ModelResponse
 
-webhooks_router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
+webhooks_router = APIRouter(prefix="/webhooks", tags=["Webhooks"], route_class=UnitOfWorkRoute)
 
 PROBLEMS = problem_responses(400, 404, 409)
 SECRET_CREDENTIALS = frozenset({"password", "token"})

@@ -79,7 +79,7 @@ def _written(database: Database, invoice_id: uuid.UUID, external_id: str) -> dic
 def test_both_create_paths_write_the_same_rows_and_event(
     database_url: str, database: Database, firm: Firm, receiver: Receiver
 ) -> None:
-    with database.session() as session:
+    with database.unit_of_work() as session:
         subscription = {"name": "writes", "url": receiver.url, "events": ["invoice.created"]}
         create_webhook(
             session, firm.partner.id, WebhookIn.model_validate(subscription), Environment.SANDBOX
@@ -92,7 +92,7 @@ def test_both_create_paths_write_the_same_rows_and_event(
             for party in ("matter", "debtor")
         }
         body = invoice_body(firm, **new_parties)
-        with database.session() as session:
+        with database.unit_of_work() as session:
             view = service.upsert_invoice(
                 session, firm.partner.id, InvoiceIn.model_validate(body), PAY_BASE_URL, path=path
             )
@@ -125,12 +125,12 @@ def test_an_update_takes_the_transaction_whichever_path_is_asked(
     writes: the one-statement path hands it over, and the update is the same."""
     for path in paths_of(database_url):
         body = invoice_body(firm)
-        with database.session() as session:
+        with database.unit_of_work() as session:
             created = service.upsert_invoice(
                 session, firm.partner.id, InvoiceIn.model_validate(body), PAY_BASE_URL
             )
         changed = InvoiceIn.model_validate({**body, "amount": "99.5"})
-        with database.session() as session:
+        with database.unit_of_work() as session:
             updated = service.upsert_invoice(
                 session, firm.partner.id, changed, PAY_BASE_URL, path=path
             )

@@ -873,7 +873,7 @@ def test_postgresql_creates_an_invoice_in_two_statements_outside_a_transaction(
 
     event.listen(database.engine, "before_cursor_execute", record)
     try:
-        with database.session() as session:
+        with database.unit_of_work() as session:
             view = service.upsert_invoice(
                 session, firm.partner.id, InvoiceIn.model_validate(body), "http://pay.test"
             )

@@ -115,10 +115,10 @@ def adjust_amount(
     """Set a new total for an invoice that is neither `Paid` nor `Voided`; it cannot go
     below what has already been paid. Lowered to what has been paid, the invoice is `Paid`
     (`Authorised` until a direct debit still clearing settles)."""
-    invoice, _changed = service.adjust_amount(
+    view = service.adjust_amount(
         session, partner.id, invoice_id, body.new_amount, settings.pay_base_url
     )
-    return _respond(invoice, settings)
+    return ModelResponse(InvoiceResponse(invoice=view))
 
 
 @router.post(
@@ -131,8 +131,8 @@ def void_invoice(
     session: SessionDep, settings: SettingsDep, partner: PartnerDep, invoice_id: str
 ) -> ModelResponse:
     """Mark an unpaid invoice `Voided`; its payment page stops taking payments."""
-    invoice, _changed = service.void_invoice(session, partner.id, invoice_id, settings.pay_base_url)
-    return _respond(invoice, settings)
+    view = service.void_invoice(session, partner.id, invoice_id, settings.pay_base_url)
+    return ModelResponse(InvoiceResponse(invoice=view))
 
 
 @payments_router.post(

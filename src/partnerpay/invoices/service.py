@@ -29,7 +29,7 @@ from partnerpay.invoices.writes import (
     Stored,
     Upsert,
     begin_read,
-    commit_with_event,
+    with_event,
     write_upsert,
 )
 from partnerpay.money import to_minor
@@ -187,24 +187,21 @@ def list_invoices(
 
 def adjust_amount(
     session: Session, partner_id: uuid.UUID, invoice_id: str, new_amount: str, pay_base_url: str
-) -> tuple[Invoice, bool]:
-    """Change an open invoice's total; it may not fall below what has been paid."""
+) -> InvoiceOut:
+    """Change an open invoice's total; it may not fall below what has been paid. Returns
+    the invoice as it now is (and as its event, if it changed, shows it)."""
     invoice = get_invoice(session, partner_id, invoice_id, lock=True)
-    changed = artifacts.adjust_amount(invoice, new_amount)
-    if not changed:
-        session.commit()
-        return invoice, False
-    commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
-    return invoice, True
+    if not artifacts.adjust_amount(invoice, new_amount):
+        return InvoiceOut.of(invoice, pay_base_url)
+    return with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
 
 
 def void_invoice(
     session: Session, partner_id: uuid.UUID, invoice_id: str, pay_base_url: str
-) -> tuple[Invoice, bool]:
-    """Void an unpaid invoice; voiding a voided one changes nothing."""
+) -> InvoiceOut:
+    """Void an unpaid invoice; voiding a voided one changes nothing. Returns the invoice as
+    it now is."""
     invoice = get_invoice(session, partner_id, invoice_id, lock=True)
     if not artifacts.void(invoice):
-        session.commit()
-        return invoice, False
-    commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
-    return invoice, True
+        return InvoiceOut.of(invoice, pay_base_url)
+    return with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)

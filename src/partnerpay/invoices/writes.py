@@ -122,15 +122,12 @@ class Upsert:
         }
 
 
-def commit_with_event(
-    session: Session, invoice: Invoice, topic: Topic, pay_base_url: str
-) -> InvoiceOut:
-    """Commit a change together with the event that reports it (the outbox); return the
-    invoice as both show it."""
+def with_event(session: Session, invoice: Invoice, topic: Topic, pay_base_url: str) -> InvoiceOut:
+    """Write a change and the event that reports it (the outbox) in the request's
+    transaction; return the invoice as both show it."""
     session.flush()
     view = InvoiceOut.of(invoice, pay_base_url)
     emit_event(session, invoice.partner_id, topic, invoice.external_id, view.wire())
-    session.commit()
     return view
 
 
@@ -175,17 +172,16 @@ def upsert_in_transaction(session: Session, upsert: Upsert, pay_base_url: str) -
     ids = party_ids(session, data.firm_id, columns, upsert.stored.parties)
     fresh = _insert_unless_exists(session, upsert.new_invoice_values(ids))
     if fresh is not None:
-        return commit_with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
+        return with_event(session, fresh, Topic.INVOICE_CREATED, pay_base_url)
     invoice = session.scalars(
         _BY_EXTERNAL_ID_LOCKED,
         {"firm_id": data.firm_id, "external_id": data.external_id, "partner_id": upsert.partner_id},
     ).one()
     artifacts.require_updatable(invoice)
     if InvoiceContent.of(invoice) == upsert.content:
-        session.commit()
         return InvoiceOut.of(invoice, pay_base_url)
     artifacts.revise(invoice, {**columns, **ids})
-    return commit_with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
+    return with_event(session, invoice, Topic.INVOICE_UPDATED, pay_base_url)
 
 
 # --- the one-statement path (PostgreSQL) -----------------------------------------------
@@ -237,7 +233,11 @@ def create_in_one_statement(
     session: Session, upsert: Upsert, pay_base_url: str
 ) -> InvoiceOut | None:
     """A new invoice written by :func:`_create_statement`, the session in autocommit mode;
-    ``None`` if it exists."""
+    ``None`` if it exists.
+
+    The one exception to the request's unit of work: the statement is its own transaction,
+    written when it returns (two round trips a create, docs/performance.md); the request's
+    commit that follows sends nothing and wakes this process's runners."""
     assert session.get_bind().dialect.name == "postgresql", "SQLite's WITH cannot hold an INSERT"
     ids, writes = planned_parties(upsert.content.columns, upsert.stored.parties)
     values = upsert.new_invoice_values(ids)
@@ -251,7 +251,6 @@ def create_in_one_statement(
         return None
     if written[1]:
         new_events_written(session)
-    session.commit()
     return view
 
 
@@ -265,7 +264,9 @@ def write_upsert(
             created = create_in_one_statement(session, upsert, pay_base_url)
             if created is not None:
                 return created
-        session.rollback()  # nothing to undo; it ends autocommit mode for the transaction
+        # Not a boundary: nothing was written (the read ran in autocommit mode); ending the
+        # connection's autocommit mode gives the transactional path a transaction.
+        session.rollback()
     return upsert_in_transaction(session, upsert, pay_base_url)
 
 

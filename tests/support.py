@@ -154,7 +154,7 @@ class Firm:
 
 
 def create_partner(database: Database) -> Partner:
-    with database.session() as session:
+    with database.unit_of_work() as session:
         issued = create_partner_row(session, f"Test partner {uuid.uuid4().hex[:8]}")
         return Partner(id=issued.partner.id, api_key=issued.api_key)
 
@@ -176,7 +176,7 @@ def create_firm(
             "trust_account": sandbox_account(name, "Trust").model_dump() if trust_account else None,
         }
     )
-    with database.session() as session:
+    with database.unit_of_work() as session:
         firm = create_firm_row(session, partner.id, data, status=status)
         return Firm(id=firm.id, partner=partner)
 

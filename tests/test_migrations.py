@@ -57,7 +57,7 @@ def test_payments_name_their_artifact_and_keep_their_invoice(own_database_url: s
         settings = Settings(database_url=own_database_url)
         partner = create_partner(database)
         firm = create_firm(database, partner)
-        with database.session() as session:
+        with database.unit_of_work() as session:
             created = invoices.upsert_invoice(
                 session, partner.id, InvoiceIn.model_validate(invoice_body(firm)), "http://pay.test"
             )
@@ -67,7 +67,7 @@ def test_payments_name_their_artifact_and_keep_their_invoice(own_database_url: s
             "external_id": "cash-1",
             "payment_type": "Cash",
         }
-        with database.session() as session:
+        with database.unit_of_work() as session:
             paid, _ = payments.record_external_payment(
                 session, partner.id, ExternalPaymentIn.model_validate(outside), settings
             )

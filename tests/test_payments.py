@@ -362,7 +362,7 @@ def test_a_closed_firms_invoice_shows_its_state_and_takes_no_payment(
     client: httpx.Client, anonymous: httpx.Client, firm: Firm, database: Database
 ) -> None:
     invoice = new_invoice(client, firm)
-    with database.session() as session:
+    with database.unit_of_work() as session:
         set_firm_status(session, firm.id, FirmStatus.CLOSED)
     page = anonymous.get(f"/pay/{invoice['invoice_id']}")
     assert page.status_code == 200

@@ -197,7 +197,7 @@ def test_production_refuses_private_destinations(
     partner = create_partner(own_database)
     firm = create_firm(own_database, partner)
     receiver = Receiver()
-    with own_database.session() as session:  # registered before the move to production
+    with own_database.unit_of_work() as session:  # registered before the move to production
         create_webhook(
             session,
             partner.id,

@@ -335,7 +335,7 @@ def test_an_outcome_recorded_after_a_redelivery_does_not_undo_it(claimed: Claime
     """The dispatcher records outcomes a moment after sending; a redelivery asked for in
     between must still be sent."""
     database, attempt = claimed.database, claimed.attempt
-    with database.session() as session:
+    with database.unit_of_work() as session:
         redeliver_event(session, claimed.partner_id, str(attempt.event_id))
     with database.session() as session:
         record_outcomes(session, [(attempt, Outcome(200, None))], claimed.settings)
@@ -353,7 +353,7 @@ def test_a_redelivery_is_queued_even_when_an_outcome_lands_after_it_read_the_eve
     database, attempt = claimed.database, claimed.attempt
     if database.engine.dialect.name != "postgresql":
         pytest.skip("SQLite runs one write transaction at a time")
-    with database.session() as redelivery:
+    with database.unit_of_work() as redelivery:
         event = get_event(redelivery, claimed.partner_id, attempt.event_id)
         assert [delivery.status for delivery in event.deliveries] == [DeliveryStatus.PENDING]
         with database.session() as dispatcher:
@@ -368,7 +368,7 @@ def test_a_stale_outcome_does_not_settle_the_redelivered_attempt(claimed: Claime
     """After a redelivery the next claim is attempt 1 again; the earlier attempt 1's outcome,
     recorded late, must not count for it: here the new attempt fails, and must be retried."""
     database, stale = claimed.database, claimed.attempt
-    with database.session() as session:
+    with database.unit_of_work() as session:
         redeliver_event(session, claimed.partner_id, str(stale.event_id))
     fresh = claim_one(database)
     assert (fresh.delivery_id, fresh.number) == (stale.delivery_id, stale.number)

@@ -92,7 +92,7 @@ def deployment(name: str, database_url: str, workdir: Path, label: str) -> Itera
     off, and one ``partnerpay worker``. Logs go to ``workdir``, named by ``label``."""
     upgrade_database(database_url)
     database = Database(database_url)
-    with database.session() as session:
+    with database.unit_of_work() as session:
         issued = create_partner(session, "bench")
         firm = create_firm(
             session,

@@ -77,7 +77,7 @@ def serve(
     upgrade_database(settings.database_url)
     if demo:
         database = _database()
-        with database.session() as session:
+        with database.unit_of_work() as session:
             seed_demo(session)
         database.dispose()
     if workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
@@ -137,7 +137,7 @@ def create_partner(
 ) -> None:
     """Create a channel partner and print its id and first API key."""
     database = _database()
-    with database.session() as session:
+    with database.unit_of_work() as session:
         issued = partners.create_partner(session, name)
         result = {"channel_partner_id": str(issued.partner.id), "api_key": issued.api_key}
     database.dispose()
@@ -176,7 +176,7 @@ def create_firm(
         _fail(ProblemError(400, "validation_error", _describe(invalid)))
     database = _database()
     try:
-        with database.session() as session:
+        with database.unit_of_work() as session:
             if session.get(Partner, partner_id) is None:
                 raise ProblemError(404, "not_found", f"No partner with id '{partner_id}'.")
             firm = firms.create_firm(session, partner_id, data, status=status, firm_id=firm_id)
@@ -193,10 +193,15 @@ def settle_payments() -> None:
     """Settle every direct debit still processing (the sandbox bank accepts them all)."""
     settings = get_settings()
     database = _database()
-    with database.session() as session:
-        settled = payments.settle_processing_payments(session, settings.pay_base_url)
+    with database.session(read_only=True) as session:
+        pending = payments.processing_payment_ids(session)
+    for payment_id in pending:
+        # A unit of work per payment: its invoice is locked for that payment alone, and one
+        # that fails leaves those settled before it settled.
+        with database.unit_of_work() as session:
+            payments.settle_payment(session, payment_id, settings.pay_base_url)
     database.dispose()
-    typer.echo(f"settled {settled} payment(s)")
+    typer.echo(f"settled {len(pending)} payment(s)")
 
 
 @admin_app.command("set-firm-status")
@@ -204,7 +209,7 @@ def set_firm_status(firm_id: str, status: FirmStatus) -> None:
     """Move a firm to a new status (Pending, Awaiting, Active, Closed)."""
     database = _database()
     try:
-        with database.session() as session:
+        with database.unit_of_work() as session:
             firm = firms.set_firm_status(session, firm_id, status)
             typer.echo(f"firm {firm.id} is {firm.status}")
     except ProblemError as error:

@@ -117,7 +117,7 @@ def redeliver_event(session: Session, partner_id: uuid.UUID, event_id: str) -> W
         if webhook_id not in existing
     )
     announce(session, NOTIFY_CHANNEL)
-    session.commit()
+    session.flush()
     return outbox_row
 
 

@@ -55,9 +55,8 @@ def create_firm(
     firm.accounts = [_account(kind, account) for kind, account in accounts if account]
     session.add(firm)
     try:
-        session.commit()
+        session.flush()  # the unique constraints decide; the request then rolls back
     except IntegrityError:
-        session.rollback()
         raise conflict(
             "firm_already_exists",
             f"A firm with external_id '{data.external_id}' (or id '{firm.id}') already exists.",
@@ -105,7 +104,6 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
         session.flush()
         resource = FirmOut.of(firm).wire()
         emit_event(session, firm.partner_id, Topic.FIRM_STATUS_UPDATED, firm.external_id, resource)
-    session.commit()
     return firm
 
 

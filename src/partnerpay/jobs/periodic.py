@@ -176,7 +176,7 @@ class PeriodicKind:
             assert self._due_at is not None
             return (self._due_at - now).total_seconds()
         schedule = session.execute(_SCHEDULE, {"schedule": self.name}).first()
-        session.rollback()
+        session.rollback()  # the runner's session (jobs own their transactions): the read ends
         if schedule is None:
             return 0.0
         due_at: datetime = max(schedule.due_at, schedule.leased_until or schedule.due_at)

@@ -87,7 +87,9 @@ class Lane:
             session.commit()
 
     def _claim_and_run(self) -> int:
-        """One write transaction: record the jobs that have finished, claim more."""
+        """One write transaction: record the jobs that have finished, claim more. A runner
+        owns its transactions (no request's unit of work reaches here): it commits the
+        claim's lease before running the jobs, outside any transaction."""
         free = self._acquire_free_slots()
         under_way = self._under_way_now()
         with self.database.session() as session:

@@ -1,4 +1,5 @@
 from fastapi import APIRouter, Body, Request
+from sqlalchemy import event
 
 from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.partners import service
@@ -21,5 +22,8 @@ def rotate_key(
     deployment of several API processes, within `PARTNERPAY_AUTH_CACHE_SECONDS`)."""
     hours = (body or RotateKeyRequest()).previous_key_expires_hours
     api_key, expires_at = service.rotate_key(session, partner.id, hours)
-    grant_cache(request).forget_partner(partner.id)
+    cache = grant_cache(request)
+    # Once the request commits: a request authenticated in between must not cache the
+    # previous keys as they were before the rotation.
+    event.listen(session, "after_commit", lambda _: cache.forget_partner(partner.id), once=True)
     return ModelResponse(RotateKeyResponse(api_key=api_key, previous_key_expires_at=expires_at))

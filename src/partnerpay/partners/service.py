@@ -49,7 +49,7 @@ def create_partner(
     session.flush()
     issued = api_key or generate_api_key()
     _add_key(session, partner.id, issued)
-    session.commit()
+    session.flush()
     return IssuedKey(partner=partner, api_key=issued)
 
 
@@ -164,7 +164,7 @@ def rotate_key(
     )
     api_key = generate_api_key()
     _add_key(session, partner_id, api_key)
-    session.commit()
+    session.flush()
     return api_key, previous_expires_at
 
 
@@ -178,4 +178,4 @@ def ensure_partner_key(session: Session, partner_id: uuid.UUID, name: str, api_k
         _add_key(session, partner_id, api_key)
     elif key.expires_at is not None:
         key.expires_at = None
-    session.commit()
+    session.flush()

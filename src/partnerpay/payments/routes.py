@@ -1,14 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from partnerpay.config import Settings
 from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.limits import RateLimit, rate_limited
 from partnerpay.payments import service
 from partnerpay.payments.gateways.base import PaymentGateway
+from partnerpay.payments.models import PaymentStatus
 from partnerpay.payments.schemas import PaymentIn, PaymentResponse
-from partnerpay.problems import problem_responses
+from partnerpay.problems import problem_response, problem_responses
 from partnerpay.wire import ModelResponse
 
 pay_router = APIRouter(prefix="/pay", tags=["Payment page"], route_class=UnitOfWorkRoute)
@@ -69,7 +70,7 @@ def pay_invoice(
     gateway: GatewayDep,
     invoice_id: str,
     body: PaymentIn,
-) -> ModelResponse:
+) -> Response:
     """The call the payment page makes. A declined card is a 402 whose `type` (and
     `error_context.decline_code`) says why; the same request with the same
     `idempotency_key` again returns the first answer without charging again, and another
@@ -78,4 +79,7 @@ def pay_invoice(
     invoice whose cards were declined too often (429 `too_many_declines`); both say when to
     retry in `Retry-After`."""
     payment = service.pay_invoice(session, invoice_id, body, gateway, settings)
+    if payment.status == PaymentStatus.FAILED:
+        # Returned, not raised: the request commits the declined attempt and its event.
+        return problem_response(service.decline_problem(payment))
     return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))

@@ -223,15 +223,15 @@ def pay_invoice(
     gateway: PaymentGateway,
     settings: Settings,
 ) -> Payment:
-    """Charge the payer; a declined charge is recorded, reported, and raised as a 402."""
+    """Charge the payer. A declined charge is recorded and reported (a ``Failed`` payment
+    and its ``payment.failed`` event) and returned, like a retry of one: the caller answers
+    it with :func:`decline_problem`'s 402 after the request commits, so the decline is kept
+    although the answer is an error."""
     invoice: Artifact = artifacts.locked(session, kind_of(ArtifactType.INVOICE), invoice_id)
     key = data.idempotency_key
     attempt = Attempt(key, "idempotency_key", key, fingerprint(data.canonical()))
     earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
-        session.rollback()
-        if earlier.status == PaymentStatus.FAILED:
-            raise decline_problem(earlier)
         return earlier
     firm = session.get_one(Firm, invoice.firm_id)
     artifacts.require_payable(invoice, firm.status)
@@ -256,10 +256,8 @@ def pay_invoice(
     session.add(payment)
     if payment.status == PaymentStatus.FAILED:
         _emit_payment(session, invoice, payment, Topic.PAYMENT_FAILED)
-        session.commit()
-        raise decline_problem(payment)
+        return payment
     _apply_payment(session, invoice, payment, settings.pay_base_url)
-    session.commit()
     return payment
 
 
@@ -317,7 +315,6 @@ def record_external_payment(
     )
     earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
-        session.commit()
         return earlier, invoice
     artifacts.require_payable(invoice, session.get_one(Firm, invoice.firm_id).status)
     amount_minor = to_minor(data.amount)
@@ -338,26 +335,27 @@ def record_external_payment(
     )
     session.add(payment)
     _apply_payment(session, invoice, payment, settings.pay_base_url)
-    session.commit()
     return payment, invoice
 
 
-def settle_processing_payments(session: Session, pay_base_url: str) -> int:
-    """Settle every direct debit still clearing (the sandbox's bank says yes to all)."""
-    pending = session.scalars(
-        select(Payment.id).where(Payment.status == PaymentStatus.PROCESSING)
-    ).all()
-    for payment_id in pending:
-        payment = session.get_one(Payment, payment_id)
-        artifact = artifacts.locked(session, kind_of(payment.artifact_type), payment.artifact_id)
-        session.refresh(payment, with_for_update=True)
-        if payment.status != PaymentStatus.PROCESSING:
-            session.rollback()
-            continue
-        payment.status, payment.settled_at = PaymentStatus.SUCCESSFUL, utcnow()
-        _apply_payment(session, artifact, payment, pay_base_url)
-        session.commit()
-    return len(pending)
+def processing_payment_ids(session: Session) -> list[uuid.UUID]:
+    """The direct debits still clearing."""
+    return list(
+        session.scalars(select(Payment.id).where(Payment.status == PaymentStatus.PROCESSING))
+    )
+
+
+def settle_payment(session: Session, payment_id: uuid.UUID, pay_base_url: str) -> bool:
+    """Settle a direct debit still clearing (the sandbox's bank says yes to all); ``False``
+    if it is no longer clearing (a concurrent run settled it)."""
+    payment = session.get_one(Payment, payment_id)
+    artifact = artifacts.locked(session, kind_of(payment.artifact_type), payment.artifact_id)
+    session.refresh(payment, with_for_update=True)
+    if payment.status != PaymentStatus.PROCESSING:
+        return False
+    payment.status, payment.settled_at = PaymentStatus.SUCCESSFUL, utcnow()
+    _apply_payment(session, artifact, payment, pay_base_url)
+    return True
 
 
 def get_payment(session: Session, invoice_id: str, payment_id: str) -> Payment:

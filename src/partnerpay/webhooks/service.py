@@ -39,9 +39,8 @@ def _checked_url(url: str, env: Environment) -> str:
 
 def _save(session: Session, webhook: Webhook) -> Webhook:
     try:
-        session.commit()
+        session.flush()  # the unique constraint decides; the request then rolls back
     except IntegrityError:
-        session.rollback()
         raise conflict(
             "webhook_already_exists",
             f"A webhook for '{webhook.url}' with these events already exists.",
@@ -109,4 +108,4 @@ def delete_webhook(session: Session, partner_id: uuid.UUID, webhook_id: str) -> 
     """Its deliveries go with it (the foreign key cascades)."""
     webhook = get_webhook(session, partner_id, webhook_id)
     session.delete(webhook)
-    session.commit()
+    session.flush()

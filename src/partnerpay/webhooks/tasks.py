@@ -183,7 +183,7 @@ def next_due_in(session: Session, full: Sequence[Hashable] | None = None) -> flo
     """Seconds until the earliest pending delivery of a webhook not ``full`` is due (0 if
     one is due now)."""
     earliest = session.scalar(_EARLIEST_DUE, {"full": list(full or [])})
-    session.rollback()
+    session.rollback()  # the runner's session (jobs own their transactions): the read ends here
     if earliest is None:
         return None
     return max((earliest - utcnow()).total_seconds(), 0.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -80,7 +81,10 @@ def _post(app: Any, path: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.post(path)
 
-    return asyncio.run(post())
+    # In a thread of its own: another test's event loop may still run in this one (the
+    # payment page's browser tests leave Playwright's).
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, post()).result()
 
 
 def _stored(database: Database, name: str) -> bool:

@@ -29,6 +29,7 @@ from partnerpay.db import (
 )
 from partnerpay.firms.models import FirmStatus
 from tests.receiver import Receiver
+from tests.stripe_emulator import StripeEmulator
 from tests.support import (
     Firm,
     Partner,
@@ -137,4 +138,28 @@ def anonymous(server: Server) -> Iterator[httpx.Client]:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with Receiver().running() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stripe_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StripeEmulator]:
+    """One localstripe for the session: its state is global to it, so every test makes
+    objects of its own."""
+    log = Path(tmp_path_factory.mktemp("localstripe")) / "localstripe.log"
+    with StripeEmulator.start(log) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stripe_server(
+    database_url: str, stripe_emulator: StripeEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server taking payments through the emulator, on the session's database, with
+    ``/webhooks/stripe`` registered with the emulator (every event reaches every
+    registered server; each applies those about its own payments)."""
+    log = Path(tmp_path_factory.mktemp("stripe-server")) / "server.log"
+    env = {**FAST_WEBHOOKS, **stripe_emulator.gateway_env(), "PARTNERPAY_RUN_DISPATCHER": "true"}
+    with Server.start(database_url, log, env=env) as running:
+        name = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+        stripe_emulator.register_webhook(name, f"{running.base_url}/webhooks/stripe")
         yield running

@@ -22,6 +22,7 @@ from partnerpay.db import Database
 from partnerpay.demo import sandbox_account
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate
+from partnerpay.firms.service import connect_settlement_account
 from partnerpay.firms.service import create_firm as create_firm_row
 from partnerpay.partners.service import create_partner as create_partner_row
 
@@ -166,7 +167,10 @@ def create_firm(
     status: FirmStatus = FirmStatus.ACTIVE,
     trust_account: bool = False,
     currency: str = "AUD",
+    connected: bool = False,
 ) -> Firm:
+    """A firm of this partner's; ``connected``: each of its settlement accounts with a
+    (Stripe) connected account of its own."""
     name = f"Firm {uuid.uuid4().hex[:8]}"
     data = FirmCreate.model_validate(
         {
@@ -178,6 +182,8 @@ def create_firm(
     )
     with database.unit_of_work() as session:
         firm = create_firm_row(session, partner.id, data, status=status)
+        for account in firm.accounts if connected else ():
+            connect_settlement_account(session, account.id, f"acct_{account.id.hex[:16]}")
         return Firm(id=firm.id, partner=partner)
 
 

@@ -249,7 +249,7 @@ def test_paid_and_voided_invoices_take_no_payment_and_no_update(
         ({"card": card(fullwidth(SUCCESS_CARD))}, "card.number"),
         ({"card": card(cvc=fullwidth("123"))}, "card.cvc"),
         ({"card": card(exp_year=fullwidth("2099"))}, "card.exp_year"),
-        ({"card": None}, "body"),
+        ({"card": None}, "card"),
         ({"method": "Cheque"}, "method"),
         (
             {

@@ -24,8 +24,8 @@ from partnerpay.limits import BodySizeLimit, RateLimit
 from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_exposition
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
-from partnerpay.payments.gateways.sandbox import SandboxGateway
-from partnerpay.payments.routes import PaymentAttemptLimits, pay_router
+from partnerpay.payments.gateways import gateway_for
+from partnerpay.payments.routes import PaymentAttemptLimits, pay_router, processor_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
@@ -129,6 +129,7 @@ def _describe_errors_as_sent(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.require_startable()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -154,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.state.settings = settings
-    app.state.gateway = SandboxGateway()
+    app.state.gateway = gateway_for(settings)
     app.state.payment_attempt_limits = PaymentAttemptLimits(settings)
     app.state.grant_cache = GrantCache(settings.auth_cache_seconds)
     app.state.partner_rate_limit = RateLimit(settings.rate_limit)
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(_partner_api())
     app.include_router(pay_router)
+    app.include_router(processor_router)
     app.include_router(paypage_router)
     app.include_router(_operations_api())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -7,6 +7,7 @@ is imported; this module imports each of them, so that the runner runs every kin
 adds its import here.
 """
 
+import partnerpay.payments.tasks  # registers reconciliation
 import partnerpay.webhooks.tasks  # noqa: F401  (registers webhook delivery)
 from partnerpay.config import Settings
 from partnerpay.db import Database

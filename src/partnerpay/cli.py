@@ -15,7 +15,13 @@ import uvicorn
 from pydantic import ValidationError
 
 from partnerpay.background import job_runner
-from partnerpay.config import Environment, get_settings
+from partnerpay.config import (
+    ConfigurationError,
+    Environment,
+    GatewayName,
+    Settings,
+    get_settings,
+)
 from partnerpay.db import Database, upgrade_database
 from partnerpay.demo import sandbox_account, seed_demo
 from partnerpay.firms import service as firms
@@ -27,6 +33,7 @@ from partnerpay.observability import LOGGING_CONFIG, MULTIPROCESS_ENV
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
+from partnerpay.payments.gateways import gateway_for
 from partnerpay.problems import ProblemError, field_path
 from partnerpay.processes import freeze_startup_objects
 from partnerpay.protocol import LimitedHttpToolsProtocol
@@ -57,6 +64,17 @@ def _describe(invalid: ValidationError) -> str:
     return "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in invalid.errors())
 
 
+def _startable_settings() -> Settings:
+    """The settings, if a serving process may start with them; else exit 2, saying why."""
+    settings = get_settings()
+    try:
+        settings.require_startable()
+    except ConfigurationError as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(code=2) from refused
+    return settings
+
+
 def _fail(error: ProblemError) -> NoReturn:
     typer.echo(f"error: {error.problem.detail}", err=True)
     raise typer.Exit(code=1)
@@ -70,7 +88,7 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Seed the integration guide's demo data.")] = False,
 ) -> None:
     """Apply migrations and serve the API."""
-    settings = get_settings()
+    settings = _startable_settings()
     if demo and settings.env != Environment.SANDBOX:
         typer.echo("error: --demo is only allowed with PARTNERPAY_ENV=sandbox", err=True)
         raise typer.Exit(code=2)
@@ -110,7 +128,7 @@ def worker(
     logging.config.dictConfig(LOGGING_CONFIG)
     if metrics_port:
         prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
-    settings = get_settings()
+    settings = _startable_settings()
     database = _database()
     dispatcher = job_runner(database, settings)
     stopping = threading.Event()
@@ -190,11 +208,12 @@ def create_firm(
 
 @admin_app.command("settle-payments")
 def settle_payments() -> None:
-    """Settle every direct debit still processing (the sandbox bank accepts them all)."""
+    """Settle every sandbox direct debit still processing (the sandbox bank accepts them
+    all)."""
     settings = get_settings()
     database = _database()
     with database.session(read_only=True) as session:
-        pending = payments.processing_payment_ids(session)
+        pending = payments.unsettled_payment_ids(session, GatewayName.SANDBOX)
     for payment_id in pending:
         # A unit of work per payment: its invoice is locked for that payment alone, and one
         # that fails leaves those settled before it settled.
@@ -202,6 +221,42 @@ def settle_payments() -> None:
             payments.settle_payment(session, payment_id, settings.pay_base_url)
     database.dispose()
     typer.echo(f"settled {len(pending)} payment(s)")
+
+
+@admin_app.command("reconcile-payments")
+def reconcile_payments() -> None:
+    """Ask the gateway about every payment still unsettled (a card waiting for 3-D Secure,
+    a payment still processing) and apply what it says, so that a lost processor
+    notification never leaves an invoice unpaid."""
+    settings = _startable_settings()
+    database = _database()
+    try:
+        changed, asked = payments.reconcile_all(database, gateway_for(settings), settings)
+    finally:
+        database.dispose()
+    typer.echo(f"reconciled {asked} payment(s): {changed} changed")
+
+
+@admin_app.command("connect-account")
+def connect_account(
+    settlement_account_id: str,
+    processor_account: Annotated[str, typer.Argument(help="The gateway's account, acct_...")],
+) -> None:
+    """Take a settlement account's money into a gateway account of its own (a Stripe
+    connected account): payments to it are refused until it has one."""
+    database = _database()
+    try:
+        with database.unit_of_work() as session:
+            account = firms.connect_settlement_account(
+                session, settlement_account_id, processor_account
+            )
+            typer.echo(
+                f"{account.account_type} account {account.id} settles through {processor_account}"
+            )
+    except ProblemError as error:
+        _fail(error)
+    finally:
+        database.dispose()
 
 
 @admin_app.command("set-firm-status")

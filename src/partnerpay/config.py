@@ -12,6 +12,19 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class GatewayName(StrEnum):
+    SANDBOX = "sandbox"
+    STRIPE = "stripe"
+
+
+STRIPE_API_BASE = "https://api.stripe.com"
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
+
+
+class ConfigurationError(Exception):
+    """Settings a process must not start with; the message says which and why."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARTNERPAY_", extra="ignore")
 
@@ -49,6 +62,16 @@ class Settings(BaseSettings):
         default=5, ge=0, description="declines on one invoice per window; 0: no limit"
     )
     card_declines_window: float = Field(default=900.0, gt=0, description="seconds")
+    gateway: GatewayName = GatewayName.SANDBOX
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = STRIPE_API_BASE
+    stripe_js_url: str = STRIPE_JS_URL
+    stripe_timeout: float = Field(default=20.0, gt=0, description="seconds per Stripe call")
+    reconcile_interval: float = Field(
+        default=300.0, gt=0, description="seconds between asks about unsettled payments"
+    )
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -62,6 +85,28 @@ class Settings(BaseSettings):
     def retry_delays(self) -> list[float]:
         """Seconds to wait before each retry: N delays mean N retries, N + 1 attempts."""
         return [float(part) for part in self.webhook_retry_schedule.split(",") if part]
+
+    def require_startable(self) -> None:
+        """Refuse what a serving process must never run with: production taking card
+        numbers on partnerpay's own page (the sandbox gateway), or Stripe without its keys.
+        """
+        if self.env == Environment.PRODUCTION and self.gateway == GatewayName.SANDBOX:
+            raise ConfigurationError(
+                "PARTNERPAY_ENV=production needs a real gateway (PARTNERPAY_GATEWAY=stripe): "
+                "the sandbox gateway takes card numbers on partnerpay's own page and moves "
+                "no money"
+            )
+        if self.gateway == GatewayName.STRIPE:
+            missing = [
+                f"PARTNERPAY_{name.upper()}"
+                for name in ("stripe_secret_key", "stripe_publishable_key", "stripe_webhook_secret")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ConfigurationError(
+                    f"PARTNERPAY_GATEWAY=stripe needs {', '.join(missing)} (README, "
+                    '"Taking real payments")'
+                )
 
     @property
     def is_sqlite(self) -> bool:

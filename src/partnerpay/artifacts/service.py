@@ -141,12 +141,20 @@ def require_within_due(artifact: Artifact, amount_minor: int) -> None:
         raise invalid_field("amount", f"is more than the amount due ({format_minor(due)})")
 
 
-def locked(session: Session, kind: ArtifactKind, artifact_id: str | uuid.UUID) -> Any:
-    """The artifact, its row locked for this transaction; 404 if there is none."""
-    artifact = session.get(kind.model, parse_id(artifact_id, kind.noun), with_for_update=True)
+def found(
+    session: Session, kind: ArtifactKind, artifact_id: str | uuid.UUID, *, lock: bool = False
+) -> Any:
+    """The artifact (its row locked for this transaction if ``lock``); 404 if there is
+    none."""
+    artifact = session.get(kind.model, parse_id(artifact_id, kind.noun), with_for_update=lock)
     if artifact is None:
         raise not_found(kind.noun, artifact_id)
     return artifact
+
+
+def locked(session: Session, kind: ArtifactKind, artifact_id: str | uuid.UUID) -> Any:
+    """The artifact, its row locked for this transaction; 404 if there is none."""
+    return found(session, kind, artifact_id, lock=True)
 
 
 def locked_for_partner(

@@ -49,7 +49,12 @@ class Firm(Base):
 
 
 class SettlementAccount(Base):
-    """A bank account a firm is paid into: its Office account, or its Trust account."""
+    """A bank account a firm is paid into: its Office account, or its Trust account.
+
+    ``processor_account`` is the gateway's account that money for this bank account is
+    taken into and paid out from (a Stripe connected account, ``acct_...``): one per
+    settlement account, so that Trust money is never pooled with Office money or the
+    platform's. The sandbox needs none."""
 
     __tablename__ = "settlement_accounts"
     __table_args__ = (UniqueConstraint("firm_id", "account_type"),)
@@ -61,6 +66,7 @@ class SettlementAccount(Base):
     branch_code: Mapped[str] = mapped_column(String(20))
     account_number: Mapped[str] = mapped_column(String(34))
     country_code: Mapped[str | None] = mapped_column(String(2))
+    processor_account: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     firm: Mapped[Firm] = relationship(back_populates="accounts")

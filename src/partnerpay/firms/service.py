@@ -1,5 +1,6 @@
 """Firms: onboarding by a partner or the operator, and the operator's status moves."""
 
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -15,7 +16,7 @@ from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
 from partnerpay.firms.schemas import AccountIn, FirmCreate, FirmOut
 from partnerpay.pagination import Page, newest_first_page
-from partnerpay.problems import ProblemError, conflict, not_found
+from partnerpay.problems import ProblemError, conflict, invalid_field, not_found
 from partnerpay.wire import parse_id
 
 
@@ -105,6 +106,38 @@ def set_firm_status(session: Session, firm_id: str | uuid.UUID, status: FirmStat
         resource = FirmOut.of(firm).wire()
         emit_event(session, firm.partner_id, Topic.FIRM_STATUS_UPDATED, firm.external_id, resource)
     return firm
+
+
+PROCESSOR_ACCOUNT = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
+def connect_settlement_account(
+    session: Session, account_id: str | uuid.UUID, processor_account: str
+) -> SettlementAccount:
+    """The operator names the gateway account a settlement account's money is taken into
+    (a Stripe connected account, ``acct_...``); one gateway account serves one settlement
+    account only, so that Trust and Office money are never pooled."""
+    if not PROCESSOR_ACCOUNT.fullmatch(processor_account):
+        raise invalid_field(
+            "processor_account", "must be the gateway's account id, such as acct_1A2b3C"
+        )
+    account = session.get(SettlementAccount, parse_id(account_id, "settlement account"))
+    if account is None:
+        raise not_found("settlement account", account_id)
+    taken = session.scalars(
+        select(SettlementAccount.id).where(
+            SettlementAccount.processor_account == processor_account,
+            SettlementAccount.id != account.id,
+        )
+    ).first()
+    if taken is not None:
+        raise conflict(
+            "processor_account_in_use",
+            f"{processor_account} already takes the money of settlement account '{taken}'.",
+        )
+    account.processor_account = processor_account
+    session.flush()
+    return account
 
 
 @dataclass(frozen=True)

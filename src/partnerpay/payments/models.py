@@ -11,10 +11,13 @@ from partnerpay.db import Base, new_id, utcnow
 class PaymentStatus(StrEnum):
     SUCCESSFUL = "Successful"
     PROCESSING = "Processing"
+    REQUIRES_ACTION = "RequiresAction"
     FAILED = "Failed"
 
 
 ACCEPTED_STATUSES = frozenset({PaymentStatus.SUCCESSFUL, PaymentStatus.PROCESSING})
+# Payments whose outcome the gateway has still to give.
+UNSETTLED_STATUSES = frozenset({PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION})
 
 
 class Payment(Base):
@@ -26,6 +29,11 @@ class Payment(Base):
     the only kind, ``artifact_id`` is also a foreign key to them (migration 0006 says how
     charges will be referenced).
 
+    ``gateway`` names the gateway that took it (``None`` for a payment received
+    elsewhere), ``processor_reference`` is that gateway's id of it (a Stripe PaymentIntent)
+    and ``processor_account`` the gateway account it was taken into. A payment that
+    ``RequiresAction`` waits for the payer (3-D Secure) and counts for nothing yet.
+
     Only the card's brand and last four digits are kept (in ``method_detail``);
     ``request_fingerprint`` is a keyed hash of the request that made the payment (see
     :mod:`partnerpay.payments.fingerprints`), so that a retry can be told from another
@@ -36,6 +44,7 @@ class Payment(Base):
     __table_args__ = (
         UniqueConstraint("artifact_id", "idempotency_key"),
         Index("ix_payments_status", "status"),
+        Index("ix_payments_processor_reference", "processor_reference"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -54,9 +63,23 @@ class Payment(Base):
     decline_code: Mapped[str | None] = mapped_column(String(50))
     external_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[str | None] = mapped_column(Text)
+    gateway: Mapped[str | None] = mapped_column(String(16))
+    processor_reference: Mapped[str | None] = mapped_column(String(255))
+    processor_account: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     settled_at: Mapped[datetime | None]
 
     @property
     def total_minor(self) -> int:
         return self.amount_minor + self.surcharge_minor
+
+
+class ProcessorEventRecord(Base):
+    """A processor's notification already handled, by its id: the same notification
+    again (processors deliver at least once) changes nothing."""
+
+    __tablename__ = "processor_events"
+
+    gateway: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,15 +1,20 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
-from partnerpay.config import Settings
+from partnerpay.config import GatewayName, Settings
 from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.limits import RateLimit, rate_limited
 from partnerpay.payments import service
-from partnerpay.payments.gateways.base import PaymentGateway
+from partnerpay.payments.gateway import InvalidProcessorEventError, PaymentGateway
 from partnerpay.payments.models import PaymentStatus
-from partnerpay.payments.schemas import PaymentIn, PaymentResponse
-from partnerpay.problems import problem_response, problem_responses
+from partnerpay.payments.schemas import (
+    CardSetupResponse,
+    NextAction,
+    PaymentIn,
+    PaymentResponse,
+)
+from partnerpay.problems import ProblemError, not_found, problem_response, problem_responses
 from partnerpay.wire import ModelResponse
 
 pay_router = APIRouter(prefix="/pay", tags=["Payment page"], route_class=UnitOfWorkRoute)
@@ -57,10 +62,41 @@ async def limit_attempts(request: Request, invoice_id: str) -> None:
     limits.take(request.client.host if request.client else "", invoice_id)
 
 
+def _answer(taken: service.Taken) -> Response:
+    """A payment as the page is answered: a declined one is a 402, returned rather than
+    raised so that the request commits the declined attempt and its event."""
+    if taken.payment.status == PaymentStatus.FAILED:
+        return problem_response(service.decline_problem(taken.payment))
+    next_action = (
+        NextAction(type="authenticate", client_secret=taken.client_secret)
+        if taken.payment.status == PaymentStatus.REQUIRES_ACTION and taken.client_secret
+        else None
+    )
+    payment = service.payment_out(taken.payment)
+    return ModelResponse(PaymentResponse(payment=payment, next_action=next_action))
+
+
+@pay_router.post(
+    "/{invoice_id}/card-setup",
+    summary="Prepare the processor's card form",
+    responses=problem_responses(404, 409, 429, 503),
+    response_model=CardSetupResponse,
+    dependencies=[Depends(limit_attempts)],
+)
+def prepare_card(session: SessionDep, gateway: GatewayDep, invoice_id: str) -> ModelResponse:
+    """Where the processor's own form collects the card (Stripe Elements), the client
+    secret with which it does: the card's number goes from the payer's browser to the
+    processor alone. 404 where the page's own fields take the card (the sandbox)."""
+    if gateway.card_form is None:
+        raise not_found("card setup", invoice_id)
+    secret = service.prepare_card(session, invoice_id, gateway)
+    return ModelResponse(CardSetupResponse(client_secret=secret))
+
+
 @pay_router.post(
     "/{invoice_id}/payments",
     summary="Pay an invoice",
-    responses=problem_responses(400, 402, 404, 409, 429),
+    responses=problem_responses(400, 402, 404, 409, 429, 503),
     response_model=PaymentResponse,
     dependencies=[Depends(limit_attempts)],
 )
@@ -77,9 +113,69 @@ def pay_invoice(
     request with it is a 409 `idempotency_key_reused`. Too many attempts from one address
     or on one invoice are a 429 `rate_limited`, and cards are refused for a while on an
     invoice whose cards were declined too often (429 `too_many_declines`); both say when to
-    retry in `Retry-After`."""
-    payment = service.pay_invoice(session, invoice_id, body, gateway, settings)
-    if payment.status == PaymentStatus.FAILED:
-        # Returned, not raised: the request commits the declined attempt and its event.
-        return problem_response(service.decline_problem(payment))
-    return ModelResponse(PaymentResponse(payment=service.payment_out(payment)))
+    retry in `Retry-After`. A payment the payer must still authenticate (3-D Secure) is
+    `RequiresAction` with a `next_action` for the processor's script; the page then calls
+    `.../payments/{payment_id}/confirm`. A 503 `gateway_unavailable` means the outcome is
+    unknown: retry with the same key."""
+    return _answer(service.pay_invoice(session, invoice_id, body, gateway, settings))
+
+
+@pay_router.post(
+    "/{invoice_id}/payments/{payment_id}/confirm",
+    summary="Confirm a payment the payer has authenticated",
+    responses=problem_responses(402, 404, 503),
+    response_model=PaymentResponse,
+)
+def confirm_payment(
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    invoice_id: str,
+    payment_id: str,
+) -> Response:
+    """The page's return once the payer has done what the processor asked (3-D Secure):
+    the payment as the processor now says it is, so the receipt need not wait for the
+    processor's notification. Calling it again changes nothing."""
+    taken = service.confirm_payment(session, invoice_id, payment_id, gateway, settings.pay_base_url)
+    return _answer(taken)
+
+
+processor_router = APIRouter(
+    prefix="/webhooks", tags=["Processor notifications"], route_class=UnitOfWorkRoute
+)
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body as sent: a signature is over its bytes."""
+    return await request.body()
+
+
+@processor_router.post(
+    "/stripe",
+    summary="Stripe's notifications of payment and refund outcomes",
+    responses=problem_responses(400, 404),
+)
+def stripe_notification(
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    payload: Annotated[bytes, Depends(raw_body)],
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Register this URL with Stripe (README, "Taking real payments"). The body is
+    verified against `Stripe-Signature` with the webhook secret: a bad or missing signature
+    is a 400 and changes nothing. Each event is applied once, by its id; the same event
+    again is answered 200 and changes nothing."""
+    if gateway.name != GatewayName.STRIPE:
+        raise not_found("endpoint", "/webhooks/stripe")
+    try:
+        event = gateway.read_event(payload, stripe_signature)
+    except InvalidProcessorEventError as invalid:
+        raise ProblemError(
+            400,
+            "invalid_signature",
+            f"Not a notification from Stripe: {invalid}.",
+            title="Invalid signature",
+        ) from invalid
+    service.handle_processor_event(session, gateway, event, settings.pay_base_url)
+    return Response(status_code=200)

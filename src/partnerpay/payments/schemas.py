@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from partnerpay.artifacts.models import PaymentMethod
 from partnerpay.money import AmountString, Currency, to_minor
-from partnerpay.payments.gateways.base import BankAccount, Card
+from partnerpay.payments.gateway import BankAccount, Card
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -109,7 +109,14 @@ class PaymentIn(BaseModel):
     amount: AmountString | None = Field(
         default=None, description="Default: the amount due. Less is a partial payment."
     )
-    card: CardIn | None = None
+    card: CardIn | None = Field(
+        default=None, description="The card's details, where the page's own fields take them."
+    )
+    card_token: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = Field(
+        default=None,
+        description="The processor's id of the card its form collected (a Stripe "
+        "PaymentMethod), where the processor's form takes the card instead.",
+    )
     direct_debit: DirectDebitIn | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
         description="One per attempt to pay: the same request with the same key again "
@@ -127,6 +134,8 @@ class PaymentIn(BaseModel):
             "method": str(self.method),
             "amount_minor": to_minor(self.amount) if self.amount is not None else None,
         }
+        if self.card is not None and self.card_token is not None:
+            raise PydanticCustomError("card_conflict", "give card or card_token, not both")
         if self.method == PaymentMethod.CARD and self.card is not None:
             card = self.card.to_card()
             form["card"] = {
@@ -136,6 +145,8 @@ class PaymentIn(BaseModel):
                 "exp_year": card.exp_year,
                 "name": card.name,
             }
+        elif self.method == PaymentMethod.CARD:
+            form["card_token"] = self.card_token
         elif self.direct_debit is not None:
             account = self.direct_debit.to_account()
             form["direct_debit"] = {
@@ -147,8 +158,6 @@ class PaymentIn(BaseModel):
 
     @model_validator(mode="after")
     def _details_for_the_method(self) -> Self:
-        if self.method == PaymentMethod.CARD and self.card is None:
-            raise PydanticCustomError("card_required", "card details are required to pay by Card")
         if self.method == PaymentMethod.DIRECT_DEBIT and self.direct_debit is None:
             raise PydanticCustomError(
                 "direct_debit_required", "direct_debit details are required to pay by DirectDebit"
@@ -195,5 +204,17 @@ class PaymentOut(WireModel):
     created_at: Timestamp
 
 
+class NextAction(WireModel):
+    """What the payer must still do, on the page, with the processor's script."""
+
+    type: str = Field(description="`authenticate`: confirm the payment with the processor.")
+    client_secret: str
+
+
 class PaymentResponse(WireModel):
     payment: PaymentOut
+    next_action: NextAction | None = None
+
+
+class CardSetupResponse(WireModel):
+    client_secret: str = Field(description="For the processor's form to collect the card.")

@@ -10,39 +10,60 @@ once, and the request's fingerprint kept with it tells that retry from another r
 sent with the same key.
 """
 
+import logging
 import math
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Uuid, bindparam, select
 from sqlalchemy.orm import Session
 
 from partnerpay.artifacts import service as artifacts
 from partnerpay.artifacts.kinds import kind_of
 from partnerpay.artifacts.models import Artifact, ArtifactType, PaymentMethod, SurchargeChoice
 from partnerpay.config import Settings
-from partnerpay.db import utcnow
+from partnerpay.db import Database, utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
-from partnerpay.firms.models import Firm
+from partnerpay.firms.models import Firm, SettlementAccount
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments.fingerprints import fingerprint
-from partnerpay.payments.gateways.base import ChargeResult, ChargeStatus, PaymentGateway
-from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
+from partnerpay.payments.gateway import (
+    CardToken,
+    GatewayUnavailableError,
+    InvalidPaymentSourceError,
+    Outcome,
+    OutcomeStatus,
+    PaymentGateway,
+    PaymentOrder,
+    PaymentSource,
+    ProcessorEvent,
+    ProcessorEventKind,
+)
+from partnerpay.payments.models import (
+    ACCEPTED_STATUSES,
+    UNSETTLED_STATUSES,
+    Payment,
+    PaymentStatus,
+    ProcessorEventRecord,
+)
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
 from partnerpay.problems import FieldError, ProblemError, invalid_field, not_found
 from partnerpay.wire import parse_id
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = (PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT)
 EXTERNAL_METHOD = "External"
 MINIMUM_SURCHARGE_MINOR = 1
 
 
-def allowed_methods(invoice: Artifact) -> list[PaymentMethod]:
-    return [PaymentMethod(m) for m in invoice.payment_methods_override or DEFAULT_METHODS]
+def allowed_methods(invoice: Artifact, gateway: PaymentGateway) -> list[PaymentMethod]:
+    """The invoice's methods (its override, else the defaults) that the gateway takes."""
+    methods = invoice.payment_methods_override or DEFAULT_METHODS
+    return [PaymentMethod(m) for m in methods if m in gateway.methods]
 
 
 def payer_bears_surcharge(invoice: Artifact, firm: Firm) -> bool:
@@ -102,44 +123,69 @@ def decline_problem(payment: Payment) -> ProblemError:
 
 @dataclass(frozen=True)
 class Charge:
-    """What the payer asked for, checked against the invoice."""
+    """What the payer asked for, checked against the invoice and the gateway."""
 
     method: PaymentMethod
     amount_minor: int
     surcharge_minor: int
-    detail: str
-    run: Callable[[PaymentGateway], ChargeResult]
+    source: PaymentSource
+
+    @property
+    def total_minor(self) -> int:
+        return self.amount_minor + self.surcharge_minor
 
 
-def _charge(invoice: Artifact, firm: Firm, data: PaymentIn) -> Charge:
-    if data.method not in allowed_methods(invoice):
+def _card_source(data: PaymentIn, gateway: PaymentGateway) -> PaymentSource:
+    """The card as this gateway takes it: typed into our page (the sandbox), or a token of
+    the processor's form, whose card number partnerpay never sees."""
+    if gateway.card_form is None:
+        if data.card is None:
+            raise invalid_field("card", "card details are required to pay by Card", "card_required")
+        return data.card.to_card()
+    if data.card is not None:
+        raise invalid_field(
+            "card",
+            "must not be sent: this page takes cards through the payment processor's form, "
+            "and partnerpay never receives card numbers",
+            "card_details_not_accepted",
+        )
+    if data.card_token is None:
+        raise invalid_field(
+            "card_token", "the card collected by the processor's form is required", "card_required"
+        )
+    return CardToken(data.card_token)
+
+
+def _charge(invoice: Artifact, firm: Firm, data: PaymentIn, gateway: PaymentGateway) -> Charge:
+    if data.method not in allowed_methods(invoice, gateway):
         raise invalid_field(
             "method", f"{data.method} is not accepted for this invoice", "method_not_allowed"
         )
     amount_minor = to_minor(data.amount) if data.amount else invoice.amount_due_minor
     artifacts.require_within_due(invoice, amount_minor)
-    currency = invoice.currency
-    key = data.idempotency_key
-    if data.card is not None and data.method == PaymentMethod.CARD:
-        card = data.card.to_card()
+    if data.method == PaymentMethod.CARD:
         surcharge = card_surcharge_minor(invoice, firm, amount_minor)
-        total = amount_minor + surcharge
-        return Charge(
-            data.method,
-            amount_minor,
-            surcharge,
-            card.description,
-            lambda gateway: gateway.charge_card(card, total, currency, key),
-        )
+        return Charge(data.method, amount_minor, surcharge, _card_source(data, gateway))
     assert data.direct_debit is not None  # PaymentIn requires the details of its method
-    account = data.direct_debit.to_account()
-    return Charge(
-        data.method,
-        amount_minor,
-        0,
-        account.description,
-        lambda gateway: gateway.debit_account(account, amount_minor, currency, key),
-    )
+    return Charge(data.method, amount_minor, 0, data.direct_debit.to_account())
+
+
+def processor_account(session: Session, artifact: Artifact, gateway: PaymentGateway) -> str | None:
+    """The gateway account the artifact's money is taken into: its settlement account's
+    own (docs/payments.md); 409 ``settlement_account_not_connected`` while it has none."""
+    if not gateway.uses_processor_accounts:
+        return None
+    account = session.get_one(SettlementAccount, artifact.settlement_account_id)
+    if not account.processor_account:
+        raise ProblemError(
+            409,
+            "settlement_account_not_connected",
+            f"The {account.account_type} account this {artifact.artifact_type.lower()} settles "
+            f"to has no {gateway.name} account yet, so it cannot take payments; the operator "
+            "connects it with `partnerpay admin connect-account`.",
+            title="Settlement account not connected",
+        )
+    return account.processor_account
 
 
 @dataclass(frozen=True)
@@ -216,57 +262,112 @@ def _require_no_cooling_off(session: Session, invoice: Artifact, settings: Setti
     )
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A payment attempt as it now stands, and the secret with which the page completes it
+    when it ``RequiresAction`` of the payer."""
+
+    payment: Payment
+    client_secret: str | None = None
+
+
+def payment_id_for(artifact_id: uuid.UUID, idempotency_key: str) -> uuid.UUID:
+    """The id of the payment an attempt makes: derived from its key, so that a retry after
+    a crash sends the processor the very request it may already have taken."""
+    return uuid.uuid5(artifact_id, idempotency_key)
+
+
+def _gateway_down() -> ProblemError:
+    return ProblemError(
+        503,
+        "gateway_unavailable",
+        "The payment processor could not be reached, so the outcome of this attempt is not "
+        "known; retry the same request (with the same idempotency_key) in a moment.",
+        title="Payment processor unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _start(gateway: PaymentGateway, order: PaymentOrder, source: PaymentSource) -> Outcome:
+    try:
+        return gateway.start_payment(order, source)
+    except GatewayUnavailableError as error:
+        raise _gateway_down() from error
+    except InvalidPaymentSourceError as error:
+        raise invalid_field(
+            "card_token", "is not a card collected by this page", "invalid_card_token"
+        ) from error
+
+
 def pay_invoice(
     session: Session,
     invoice_id: str,
     data: PaymentIn,
     gateway: PaymentGateway,
     settings: Settings,
-) -> Payment:
+) -> Taken:
     """Charge the payer. A declined charge is recorded and reported (a ``Failed`` payment
     and its ``payment.failed`` event) and returned, like a retry of one: the caller answers
     it with :func:`decline_problem`'s 402 after the request commits, so the decline is kept
-    although the answer is an error."""
+    although the answer is an error. The invoice stays locked while the gateway is asked,
+    so concurrent attempts are taken one at a time."""
     invoice: Artifact = artifacts.locked(session, kind_of(ArtifactType.INVOICE), invoice_id)
     key = data.idempotency_key
     attempt = Attempt(key, "idempotency_key", key, fingerprint(data.canonical()))
     earlier = _earlier_attempt(session, invoice, attempt)
     if earlier is not None:
-        return earlier
+        return _brought_up_to_date(session, invoice, earlier, gateway, settings.pay_base_url)
     firm = session.get_one(Firm, invoice.firm_id)
     artifacts.require_payable(invoice, firm.status)
-    charge = _charge(invoice, firm, data)
+    charge = _charge(invoice, firm, data, gateway)
+    account = processor_account(session, invoice, gateway)
     if charge.method == PaymentMethod.CARD:
         _require_no_cooling_off(session, invoice, settings)
-    result = charge.run(gateway)
+    payment_id = payment_id_for(invoice.id, key)
+    order = PaymentOrder(
+        payment_id=payment_id,
+        artifact_id=invoice.id,
+        artifact_type=invoice.artifact_type,
+        amount_minor=charge.total_minor,
+        surcharge_minor=charge.surcharge_minor,
+        currency=invoice.currency,
+        idempotency_key=f"partnerpay-payment-{payment_id}",
+        account=account,
+    )
+    outcome = _start(gateway, order, charge.source)
     payment = Payment(
+        id=payment_id,
         artifact_id=invoice.id,
         artifact_type=invoice.artifact_type,
         idempotency_key=key,
         request_fingerprint=attempt.fingerprint,
         method=charge.method,
         payment_type=charge.method,
-        method_detail=charge.detail,
+        method_detail=outcome.method_detail,
         amount_minor=charge.amount_minor,
         surcharge_minor=charge.surcharge_minor,
         currency=invoice.currency,
-        status=_payment_status(result),
-        decline_code=result.decline_code,
+        status=PAYMENT_STATUSES[outcome.status],
+        decline_code=outcome.decline_code,
+        gateway=gateway.name,
+        processor_reference=outcome.reference,
+        processor_account=account,
+        settled_at=utcnow() if outcome.status == OutcomeStatus.SUCCEEDED else None,
     )
     session.add(payment)
     if payment.status == PaymentStatus.FAILED:
         _emit_payment(session, invoice, payment, Topic.PAYMENT_FAILED)
-        return payment
-    _apply_payment(session, invoice, payment, settings.pay_base_url)
-    return payment
+    elif payment.status != PaymentStatus.REQUIRES_ACTION:
+        _apply_payment(session, invoice, payment, settings.pay_base_url)
+    return Taken(payment, outcome.client_secret)
 
 
-def _payment_status(result: ChargeResult) -> PaymentStatus:
-    return {
-        ChargeStatus.SUCCEEDED: PaymentStatus.SUCCESSFUL,
-        ChargeStatus.PROCESSING: PaymentStatus.PROCESSING,
-        ChargeStatus.DECLINED: PaymentStatus.FAILED,
-    }[result.status]
+PAYMENT_STATUSES = {
+    OutcomeStatus.SUCCEEDED: PaymentStatus.SUCCESSFUL,
+    OutcomeStatus.PROCESSING: PaymentStatus.PROCESSING,
+    OutcomeStatus.REQUIRES_ACTION: PaymentStatus.REQUIRES_ACTION,
+    OutcomeStatus.DECLINED: PaymentStatus.FAILED,
+}
 
 
 def _emit_payment(session: Session, invoice: Artifact, payment: Payment, topic: Topic) -> None:
@@ -276,7 +377,8 @@ def _emit_payment(session: Session, invoice: Artifact, payment: Payment, topic: 
 
 
 _RECEIVED = select(Payment.amount_minor, Payment.status).where(
-    Payment.artifact_id == bindparam("artifact_id"), Payment.status.in_(ACCEPTED_STATUSES)
+    Payment.artifact_id == bindparam("artifact_id", type_=Uuid),
+    Payment.status.in_(ACCEPTED_STATUSES),
 )
 
 
@@ -338,24 +440,160 @@ def record_external_payment(
     return payment, invoice
 
 
-def processing_payment_ids(session: Session) -> list[uuid.UUID]:
-    """The direct debits still clearing."""
-    return list(
-        session.scalars(select(Payment.id).where(Payment.status == PaymentStatus.PROCESSING))
-    )
+def _apply_outcome(
+    session: Session, artifact: Artifact, payment: Payment, outcome: Outcome, pay_base_url: str
+) -> bool:
+    """Bring a payment the gateway has still to settle up to date with what the gateway
+    says came of it, and its artifact with it; ``False`` if that changes nothing (the
+    outcome is known already, or is still to come). Every path that learns an outcome (the
+    page's return, the processor's notification, reconciliation, the sandbox's settlement)
+    comes here, with the artifact and the payment locked, so they converge on one payment.
+    """
+    status = PAYMENT_STATUSES[outcome.status]
+    if payment.status not in UNSETTLED_STATUSES or status == payment.status:
+        return False
+    was_counted = payment.status in ACCEPTED_STATUSES
+    payment.status = status
+    payment.processor_reference = outcome.reference or payment.processor_reference
+    payment.method_detail = outcome.method_detail or payment.method_detail
+    if status == PaymentStatus.FAILED:
+        payment.decline_code = outcome.decline_code
+        _emit_payment(session, artifact, payment, Topic.PAYMENT_FAILED)
+        if was_counted:
+            session.flush()
+            artifacts.apply_payment(artifact, _received(session, artifact))
+            artifacts.report_change(session, artifact, pay_base_url)
+        return True
+    if status == PaymentStatus.SUCCESSFUL:
+        payment.settled_at = utcnow()
+    _apply_payment(session, artifact, payment, pay_base_url)
+    return True
 
 
-def settle_payment(session: Session, payment_id: uuid.UUID, pay_base_url: str) -> bool:
-    """Settle a direct debit still clearing (the sandbox's bank says yes to all); ``False``
-    if it is no longer clearing (a concurrent run settled it)."""
+def _locked_payment(session: Session, payment_id: uuid.UUID) -> tuple[Payment, Artifact]:
+    """The payment and its artifact, both locked (the artifact first, as every payment
+    path locks them)."""
     payment = session.get_one(Payment, payment_id)
     artifact = artifacts.locked(session, kind_of(payment.artifact_type), payment.artifact_id)
     session.refresh(payment, with_for_update=True)
-    if payment.status != PaymentStatus.PROCESSING:
+    return payment, artifact
+
+
+def _ask_gateway(gateway: PaymentGateway, payment: Payment) -> Outcome:
+    assert payment.processor_reference is not None, "only a gateway's payments are asked after"
+    try:
+        return gateway.payment_outcome(payment.processor_reference, payment.processor_account)
+    except GatewayUnavailableError as error:
+        raise _gateway_down() from error
+
+
+def _brought_up_to_date(
+    session: Session,
+    artifact: Artifact,
+    payment: Payment,
+    gateway: PaymentGateway,
+    pay_base_url: str,
+) -> Taken:
+    """An earlier attempt as it now is: one still waiting for the payer or the processor
+    is asked after first."""
+    if payment.status not in UNSETTLED_STATUSES or payment.gateway != gateway.name:
+        return Taken(payment)
+    outcome = _ask_gateway(gateway, payment)
+    _apply_outcome(session, artifact, payment, outcome, pay_base_url)
+    return Taken(payment, outcome.client_secret)
+
+
+def confirm_payment(
+    session: Session,
+    invoice_id: str,
+    payment_id: str,
+    gateway: PaymentGateway,
+    pay_base_url: str,
+) -> Taken:
+    """The page's return after the payer completed (or abandoned) what the processor asked
+    of them: the payment as the processor now says it is, without waiting for its
+    notification."""
+    found = get_payment(session, invoice_id, payment_id)
+    payment, artifact = _locked_payment(session, found.id)
+    return _brought_up_to_date(session, artifact, payment, gateway, pay_base_url)
+
+
+def unsettled_payment_ids(session: Session, gateway_name: str) -> list[uuid.UUID]:
+    """This gateway's payments whose outcome is still to come (debits clearing, cards
+    waiting for 3-D Secure)."""
+    return list(
+        session.scalars(
+            select(Payment.id).where(
+                Payment.gateway == gateway_name,
+                Payment.status.in_(UNSETTLED_STATUSES),
+                Payment.processor_reference.is_not(None),
+            )
+        )
+    )
+
+
+def reconcile_payment(
+    session: Session, payment_id: uuid.UUID, gateway: PaymentGateway, pay_base_url: str
+) -> bool:
+    """Ask the gateway what came of a payment still unsettled, and apply it; ``True`` if
+    that changed the payment."""
+    payment, artifact = _locked_payment(session, payment_id)
+    if payment.status not in UNSETTLED_STATUSES:
         return False
-    payment.status, payment.settled_at = PaymentStatus.SUCCESSFUL, utcnow()
-    _apply_payment(session, artifact, payment, pay_base_url)
+    return _apply_outcome(session, artifact, payment, _ask_gateway(gateway, payment), pay_base_url)
+
+
+def settle_payment(session: Session, payment_id: uuid.UUID, pay_base_url: str) -> bool:
+    """Settle a sandbox direct debit still clearing (the sandbox's bank says yes to all);
+    ``False`` if it is no longer clearing (a concurrent run settled it)."""
+    payment, artifact = _locked_payment(session, payment_id)
+    return _apply_outcome(
+        session, artifact, payment, Outcome(OutcomeStatus.SUCCEEDED), pay_base_url
+    )
+
+
+def _record_processor_event(session: Session, gateway: PaymentGateway, event_id: str) -> bool:
+    """Note the notification as handled; ``False`` if it was already (a redelivery)."""
+    seen = session.get(ProcessorEventRecord, (gateway.name, event_id))
+    if seen is not None:
+        return False
+    session.add(ProcessorEventRecord(gateway=gateway.name, event_id=event_id))
+    session.flush()
     return True
+
+
+def _payment_of_event(
+    session: Session, gateway: PaymentGateway, event: ProcessorEvent
+) -> uuid.UUID | None:
+    payment_id = session.scalars(
+        select(Payment.id).where(
+            Payment.gateway == gateway.name, Payment.processor_reference == event.reference
+        )
+    ).first()
+    if payment_id is not None:
+        return payment_id
+    named = event.metadata.get("partnerpay_payment_id")
+    try:
+        return uuid.UUID(named) if named and session.get(Payment, uuid.UUID(named)) else None
+    except ValueError:
+        return None
+
+
+def handle_processor_event(
+    session: Session, gateway: PaymentGateway, event: ProcessorEvent, pay_base_url: str
+) -> bool:
+    """Apply a verified notification from the processor, once per event id; ``True`` if it
+    changed a payment. One about a payment we do not know (another deployment's, on a
+    shared account) is noted and left alone."""
+    if not _record_processor_event(session, gateway, event.id):
+        return False
+    if event.kind != ProcessorEventKind.PAYMENT or event.payment_outcome is None:
+        return False
+    payment_id = _payment_of_event(session, gateway, event)
+    if payment_id is None:
+        return False
+    payment, artifact = _locked_payment(session, payment_id)
+    return _apply_outcome(session, artifact, payment, event.payment_outcome, pay_base_url)
 
 
 def get_payment(session: Session, invoice_id: str, payment_id: str) -> Payment:
@@ -363,3 +601,33 @@ def get_payment(session: Session, invoice_id: str, payment_id: str) -> Payment:
     if payment is None or str(payment.artifact_id) != str(parse_id(invoice_id, "invoice")):
         raise not_found("payment", payment_id)
     return payment
+
+
+def prepare_card(session: Session, invoice_id: str, gateway: PaymentGateway) -> str:
+    """A client secret for the processor's card form, for an invoice that can be paid now
+    (in the processor account its money settles to)."""
+    invoice: Artifact = artifacts.found(session, kind_of(ArtifactType.INVOICE), invoice_id)
+    artifacts.require_payable(invoice, session.get_one(Firm, invoice.firm_id).status)
+    account = processor_account(session, invoice, gateway)
+    try:
+        return gateway.prepare_card(account)
+    except GatewayUnavailableError as error:
+        raise _gateway_down() from error
+
+
+def reconcile_all(
+    database: Database, gateway: PaymentGateway, settings: Settings
+) -> tuple[int, int]:
+    """Reconcile every unsettled payment of this gateway, each in a unit of work of its
+    own (its artifact locked for it alone; one the processor cannot answer for now is
+    left for the next run): how many changed, of how many asked about."""
+    with database.session(read_only=True) as session:
+        pending = unsettled_payment_ids(session, gateway.name)
+    changed = 0
+    for payment_id in pending:
+        try:
+            with database.unit_of_work() as session:
+                changed += reconcile_payment(session, payment_id, gateway, settings.pay_base_url)
+        except ProblemError as unavailable:
+            logger.warning("payment %s not reconciled: %s", payment_id, unavailable.problem.detail)
+    return changed, len(pending)

@@ -14,8 +14,15 @@ from partnerpay.artifacts.models import ArtifactStatus, PaymentMethod
 from partnerpay.firms.models import Firm, FirmStatus
 from partnerpay.invoices.models import Invoice
 from partnerpay.money import MINOR_UNITS_PER_MAJOR, to_minor
+from partnerpay.payments.gateway import PaymentGateway
 from partnerpay.payments.models import Payment
-from partnerpay.payments.service import allowed_methods, card_surcharge_minor, is_payable
+from partnerpay.payments.service import (
+    allowed_methods,
+    card_surcharge_minor,
+    is_payable,
+    processor_account,
+)
+from partnerpay.problems import ProblemError
 from partnerpay.wire import parse_id
 
 LOCALES = {"AUD": "en_AU", "NZD": "en_NZ", "GBP": "en_GB", "USD": "en_US", "CAD": "en_CA"}
@@ -58,6 +65,7 @@ class PageView:
     card_surcharge: str | None
     card_total: str | None
     redirect_url: str | None
+    processor_account: str | None
 
 
 def _line_view(item: dict[str, Any], currency: str) -> LineView:
@@ -87,7 +95,18 @@ def _state(invoice: Invoice, firm: Firm) -> str:
     return str(invoice.status)
 
 
-def page_view(session: Session, invoice_id: str) -> PageView | None:
+def processor_account_or_none(
+    session: Session, invoice: Invoice, gateway: PaymentGateway
+) -> str | None:
+    """The gateway account the invoice's money is taken into; ``None`` where there is
+    none (the page then says the invoice cannot be paid online)."""
+    try:
+        return processor_account(session, invoice, gateway)
+    except ProblemError:
+        return None
+
+
+def page_view(session: Session, invoice_id: str, gateway: PaymentGateway) -> PageView | None:
     """The page of this invoice; ``None`` if there is none (a malformed id raises 404)."""
     invoice = session.get(Invoice, parse_id(invoice_id, "invoice"))
     if invoice is None:
@@ -96,8 +115,11 @@ def page_view(session: Session, invoice_id: str) -> PageView | None:
     currency = invoice.currency
     due = invoice.amount_due_minor
     surcharge = card_surcharge_minor(invoice, firm, due)
-    payable = is_payable(invoice, firm)
-    methods = allowed_methods(invoice)
+    account = processor_account_or_none(session, invoice, gateway)
+    payable = is_payable(invoice, firm) and (
+        account is not None or not gateway.uses_processor_accounts
+    )
+    methods = allowed_methods(invoice, gateway)
     return PageView(
         invoice_id=invoice.id,
         firm_name=firm.trading_name,
@@ -115,6 +137,7 @@ def page_view(session: Session, invoice_id: str) -> PageView | None:
         card_surcharge=money(surcharge, currency) if surcharge else None,
         card_total=money(due + surcharge, currency) if surcharge else None,
         redirect_url=invoice.payment_redirect_url,
+        processor_account=account,
     )
 
 

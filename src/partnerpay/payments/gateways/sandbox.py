@@ -1,6 +1,4 @@
-"""The built-in ``sandbox`` gateway.
-
-The sandbox behaves like a card processor's test mode:
+"""The built-in ``sandbox`` gateway: a card processor's test mode, moving no money.
 
 ============================  ====================================
 card number                   result
@@ -11,11 +9,27 @@ card number                   result
 any other valid number        succeeds
 ============================  ====================================
 
+Cards are typed into partnerpay's own page, so the sandbox is refused in production.
 Direct debits are accepted as ``Processing`` and settle later
-(``partnerpay admin settle-payments``).
+(``partnerpay admin settle-payments``); refunds succeed at once.
 """
 
-from partnerpay.payments.gateways.base import BankAccount, Card, ChargeResult, ChargeStatus
+from partnerpay.artifacts.models import PaymentMethod
+from partnerpay.config import GatewayName
+from partnerpay.payments.gateway import (
+    BankAccount,
+    Card,
+    CardForm,
+    InvalidProcessorEventError,
+    Outcome,
+    OutcomeStatus,
+    PaymentOrder,
+    PaymentSource,
+    ProcessorEvent,
+    RefundOrder,
+    RefundOutcome,
+    RefundOutcomeStatus,
+)
 
 SANDBOX_DECLINES = {
     "4000000000000002": "card_declined",
@@ -24,23 +38,32 @@ SANDBOX_DECLINES = {
 
 
 class SandboxGateway:
-    def charge_card(
-        self,
-        card: Card,
-        amount_minor: int,  # noqa: ARG002  (the sandbox charges any amount)
-        currency: str,  # noqa: ARG002
-        idempotency_key: str,  # noqa: ARG002
-    ) -> ChargeResult:
-        decline_code = SANDBOX_DECLINES.get(card.number)
-        if decline_code:
-            return ChargeResult(ChargeStatus.DECLINED, decline_code)
-        return ChargeResult(ChargeStatus.SUCCEEDED)
+    name = GatewayName.SANDBOX.value
+    uses_processor_accounts = False
+    methods = frozenset({PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT})
+    card_form: CardForm | None = None
 
-    def debit_account(
-        self,
-        account: BankAccount,  # noqa: ARG002
-        amount_minor: int,  # noqa: ARG002
-        currency: str,  # noqa: ARG002
-        idempotency_key: str,  # noqa: ARG002
-    ) -> ChargeResult:
-        return ChargeResult(ChargeStatus.PROCESSING)
+    def prepare_card(self, account: str | None) -> str:
+        raise NotImplementedError("the sandbox takes card details on partnerpay's own page")
+
+    def start_payment(self, order: PaymentOrder, source: PaymentSource) -> Outcome:
+        reference = f"sandbox_{order.payment_id.hex}"
+        if isinstance(source, BankAccount):
+            return Outcome(OutcomeStatus.PROCESSING, reference, method_detail=source.description)
+        assert isinstance(source, Card), "payments gives the sandbox the card itself"
+        decline_code = SANDBOX_DECLINES.get(source.number)
+        status = OutcomeStatus.DECLINED if decline_code else OutcomeStatus.SUCCEEDED
+        return Outcome(status, reference, decline_code, source.description)
+
+    def payment_outcome(self, reference: str, account: str | None) -> Outcome:  # noqa: ARG002
+        """A sandbox debit clears only when ``settle-payments`` says so."""
+        return Outcome(OutcomeStatus.PROCESSING, reference)
+
+    def refund(self, order: RefundOrder) -> RefundOutcome:
+        return RefundOutcome(RefundOutcomeStatus.SUCCEEDED, f"sandbox_{order.refund_id.hex}")
+
+    def refund_outcome(self, reference: str, account: str | None) -> RefundOutcome:  # noqa: ARG002
+        return RefundOutcome(RefundOutcomeStatus.SUCCEEDED, reference)
+
+    def read_event(self, payload: bytes, signature: str | None) -> ProcessorEvent:  # noqa: ARG002
+        raise InvalidProcessorEventError("the sandbox sends no notifications")

@@ -1,4 +1,6 @@
-// The payment page's only script: switch methods, send the payment, show the outcome.
+// The payment page's script: switch methods, send the payment, show the outcome. Where the
+// processor's form takes the card (data-card-form-key: Stripe Elements), the card goes from
+// this browser to the processor alone, and partnerpay is sent the processor's token for it.
 (function () {
   "use strict";
   var form = document.getElementById("pay-form");
@@ -7,6 +9,14 @@
   var errorBox = document.getElementById("pay-error");
   var invoiceId = form.dataset.invoiceId;
   var redirectUrl = form.dataset.redirectUrl;
+  var processor = null;
+  var cardElement = null;
+  if (form.dataset.cardFormKey) {
+    var account = form.dataset.cardFormAccount;
+    processor = window.Stripe(form.dataset.cardFormKey, account ? { stripeAccount: account } : undefined);
+    cardElement = processor.elements().create("card");
+    cardElement.mount("#card-element");
+  }
 
   function newKey() {
     var bytes = new Uint8Array(16);
@@ -37,7 +47,9 @@
   function body() {
     var method = selectedMethod();
     var payment = { method: method, idempotency_key: idempotencyKey };
-    if (method === "Card") {
+    if (method === "Card" && processor) {
+      payment.card_token = cardToken;
+    } else if (method === "Card") {
       payment.card = {
         name: value("name"), number: value("number"), exp_month: value("exp_month"),
         exp_year: value("exp_year"), cvc: value("cvc")
@@ -52,7 +64,7 @@
 
   var FIELD_LABELS = {
     "card.number": "Card number", "card.exp_month": "Expiry month", "card.exp_year": "Expiry year",
-    "card": "Card", "card.cvc": "Security code", "card.name": "Name on card",
+    "card": "Card", "card_token": "Card", "card.cvc": "Security code", "card.name": "Name on card",
     "direct_debit.account_name": "Account name", "direct_debit.bsb": "BSB",
     "direct_debit.account_number": "Account number", "amount": "Amount", "method": "Payment method"
   };
@@ -78,27 +90,88 @@
     if (event.target.name === "method") { showMethod(); }
   });
 
+  function post(path, payload) {
+    return fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(payload)
+    }).then(function (response) {
+      return response.json().then(function (data) {
+        return { ok: response.ok, status: response.status, data: data };
+      });
+    });
+  }
+
+  // The processor's token for the card of this attempt, once its form has checked it.
+  var cardToken = null;
+  var Refused = function (message) { this.message = message; };
+
+  function processorMessage(error) {
+    if (error && (error.type === "card_error" || /declined/i.test(error.message || ""))) {
+      return "The card was declined. Try another card or payment method.";
+    }
+    return (error && error.message) || "The card could not be checked. Try again.";
+  }
+
+  // Collect and check the card in the processor's form (3-D Secure included), before
+  // partnerpay is asked to charge it.
+  function collectCard() {
+    if (!processor || selectedMethod() !== "Card" || cardToken) { return Promise.resolve(); }
+    return post("/pay/" + invoiceId + "/card-setup", {}).then(function (result) {
+      if (!result.ok) { throw new Refused(describe(result.data)); }
+      return processor.confirmCardSetup(result.data.client_secret, {
+        payment_method: { card: cardElement, billing_details: { name: value("name") } }
+      });
+    }).then(function (setup) {
+      if (setup.error) { throw new Refused(processorMessage(setup.error)); }
+      cardToken = setup.setupIntent.payment_method;
+    });
+  }
+
+  // A payment the processor wants the payer to authenticate: let its script do so, then
+  // ask partnerpay what came of it.
+  function authenticate(result) {
+    var action = result.data.next_action;
+    if (!result.ok || !action) { return result; }
+    return processor.confirmCardPayment(action.client_secret).then(function () {
+      var payment = result.data.payment;
+      return post("/pay/" + invoiceId + "/payments/" + payment.payment_id + "/confirm", {});
+    });
+  }
+
+  function paid(payment) {
+    if (payment.payment_status === "RequiresAction") {
+      throw new Refused("The payment was not authenticated. Try again or use another card.");
+    }
+    window.location.assign(redirectUrl || "/pay/" + invoiceId + "/receipt/" + payment.payment_id);
+  }
+
+  function attemptOver() {
+    idempotencyKey = newKey();  // that attempt is over; the next one is a new payment
+    cardToken = null;
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (button.disabled) { return; }
     button.disabled = true;
     button.textContent = "Processing…";
     errorBox.hidden = true;
-    fetch("/pay/" + invoiceId + "/payments", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify(body())
-    }).then(function (response) {
-      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
-    }).then(function (result) {
+    collectCard().then(function () {
+      return post("/pay/" + invoiceId + "/payments", body());
+    }).then(authenticate).then(function (result) {
       if (result.ok) {
-        var payment = result.data.payment;
-        window.location.assign(redirectUrl || "/pay/" + invoiceId + "/receipt/" + payment.payment_id);
+        paid(result.data.payment);
         return;
       }
-      idempotencyKey = newKey();  // that attempt is over; the next one is a new payment
+      if (result.status !== 503) { attemptOver(); }  // 503: the outcome is unknown
       fail(describe(result.data));
-    }).catch(function () {
+    }).catch(function (error) {
+      if (error instanceof Refused) {
+        attemptOver();
+        fail(error.message);
+        return;
+      }
       // The outcome is unknown: keep the key, so trying again cannot charge twice.
       fail("We couldn't reach the payment service. Check your connection and try again.");
     });

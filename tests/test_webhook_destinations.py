@@ -24,6 +24,7 @@ from partnerpay.events.models import Webhook
 from partnerpay.webhooks.destinations import IPAddress, allow_any, is_globally_reachable
 from partnerpay.webhooks.sender import Attempt, Sender
 from tests.receiver import Receiver
+from tests.stripe_emulator import StripeEmulator
 from tests.support import (
     API,
     Partner,
@@ -90,8 +91,15 @@ def test_a_url_the_sender_cannot_parse_is_refused_at_registration(
 
 
 @pytest.fixture
-def production_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    env = {"PARTNERPAY_ENV": "production", "PARTNERPAY_RUN_DISPATCHER": "false"}
+def production_server(
+    database_url: str, tmp_path: Path, stripe_emulator: StripeEmulator
+) -> Iterator[Server]:
+    """Production takes payments through a real gateway: Stripe, emulated here."""
+    env = {
+        **stripe_emulator.gateway_env(),
+        "PARTNERPAY_ENV": "production",
+        "PARTNERPAY_RUN_DISPATCHER": "false",
+    }
     with Server.start(database_url, tmp_path / "server.log", env=env) as running:
         yield running
 

@@ -25,6 +25,7 @@ from partnerpay.firms.models import FirmStatus
 from partnerpay.webhooks.schemas import WebhookIn
 from partnerpay.webhooks.service import create_webhook
 from tests.receiver import Receiver
+from tests.stripe_emulator import StripeEmulator
 from tests.support import (
     API,
     Firm,
@@ -192,7 +193,7 @@ def test_a_dispatcher_has_more_than_sixteen_attempts_under_way(
 
 
 def test_production_refuses_private_destinations(
-    own_database: Database, fresh_database_url: str, tmp_path: Path
+    own_database: Database, fresh_database_url: str, tmp_path: Path, stripe_emulator: StripeEmulator
 ) -> None:
     partner = create_partner(own_database)
     firm = create_firm(own_database, partner)
@@ -206,7 +207,7 @@ def test_production_refuses_private_destinations(
             ),
             Environment.SANDBOX,
         )
-    production = {**SLOW_RETRIES, "PARTNERPAY_ENV": "production"}
+    production = {**SLOW_RETRIES, **stripe_emulator.gateway_env(), "PARTNERPAY_ENV": "production"}
     with (
         receiver.running(),
         Server.start(fresh_database_url, tmp_path / "server.log", env=production) as server,

@@ -355,6 +355,7 @@ def pay_invoice(
         settled_at=utcnow() if outcome.status == OutcomeStatus.SUCCEEDED else None,
     )
     session.add(payment)
+    session.flush()
     if payment.status == PaymentStatus.FAILED:
         _emit_payment(session, invoice, payment, Topic.PAYMENT_FAILED)
     elif payment.status != PaymentStatus.REQUIRES_ACTION:

@@ -13,6 +13,7 @@ runs are skipped, or fail when ``PARTNERPAY_REQUIRE_POSTGRES=1``.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from partnerpay.db import (
     Database,
@@ -47,6 +49,17 @@ FAST_WEBHOOKS = {
     "PARTNERPAY_WEBHOOK_TIMEOUT": "3",
     "PARTNERPAY_WEBHOOK_POLL_INTERVAL": "0.2",
 }
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @contextmanager
@@ -163,3 +176,22 @@ def stripe_server(
         name = "sqlite" if database_url.startswith("sqlite") else "postgresql"
         stripe_emulator.register_webhook(name, f"{running.base_url}/webhooks/stripe")
         yield running
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """Playwright driving Debian's chromium; the browser tests are skipped without it,
+    unless ``PARTNERPAY_REQUIRE_BROWSER=1`` (CI)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("PARTNERPAY_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required (PARTNERPAY_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("chromium is not installed")
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    yield chromium
+    chromium.close()

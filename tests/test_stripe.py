@@ -475,3 +475,26 @@ def test_production_refuses_the_sandbox_gateway(database_url: str) -> None:
     )
     assert refused.returncode == 2
     assert "PARTNERPAY_STRIPE_SECRET_KEY" in refused.stderr
+
+
+def test_the_dispatcher_reconciles_by_itself(
+    database_url: str,
+    stripe_emulator: StripeEmulator,
+    connected_firm: Firm,
+    partner: Partner,
+    tmp_path: Path,
+) -> None:
+    """No webhook, no page return, no operator: the dispatcher's periodic reconciliation
+    (every PARTNERPAY_RECONCILE_INTERVAL seconds) still gets the invoice paid."""
+    env = {**stripe_emulator.gateway_env(), "PARTNERPAY_RECONCILE_INTERVAL": "0.5"}
+    with (
+        Server.start(database_url, tmp_path / "server.log", env=env) as server,
+        httpx.Client(base_url=server.base_url, headers=partner.headers, timeout=30) as client,
+    ):
+        invoice, _payment = payment_awaiting_stripe(client, stripe_emulator, connected_firm)
+        wait_until(
+            lambda: fetch(client, invoice["invoice_id"])["status"] == "Paid",
+            WEBHOOK_DEADLINE_S,
+            "the periodic reconciliation",
+        )
+        assert topics_of(client, invoice).count("payment.succeeded") == 1

@@ -12,9 +12,10 @@ a run that outlasts its lease (its period unless given) may overlap the next one
 
 A domain declares one in its ``tasks`` module::
 
-    register_periodic("reconcile-payments", timedelta(minutes=5), reconcile_payments)
+    register_periodic("reconcile-payments", reconcile_interval, reconcile_payments)
 
-where ``reconcile_payments(database, settings)`` opens the sessions it needs.
+where ``reconcile_payments(database, settings)`` opens the sessions it needs and the
+period is a ``timedelta`` or, as here, a function of the settings that gives one.
 """
 
 from __future__ import annotations
@@ -187,19 +188,24 @@ class PeriodicKind:
         pass
 
 
+Period = timedelta | Callable[[Settings], timedelta]
+
+
 def periodic(
-    name: str, every: timedelta, function: PeriodicFunction, *, lease: timedelta | None = None
+    name: str, every: Period, function: PeriodicFunction, *, lease: timedelta | None = None
 ) -> Callable[[Database, Settings], PeriodicKind]:
-    """A factory of the periodic kind that runs ``function(database, settings)``."""
+    """A factory of the periodic kind that runs ``function(database, settings)``; ``every``
+    is the period, or reads it from the settings."""
 
     def build(database: Database, settings: Settings) -> PeriodicKind:
-        return PeriodicKind(name, every, lambda: function(database, settings), lease=lease)
+        period = every if isinstance(every, timedelta) else every(settings)
+        return PeriodicKind(name, period, lambda: function(database, settings), lease=lease)
 
     return build
 
 
 def register_periodic(
-    name: str, every: timedelta, function: PeriodicFunction, *, lease: timedelta | None = None
+    name: str, every: Period, function: PeriodicFunction, *, lease: timedelta | None = None
 ) -> None:
     """Have every runner run ``function(database, settings)`` every ``every``, at most once
     per period across all of them."""

@@ -38,6 +38,7 @@ from tests.support import (
     Server,
     create_firm,
     create_partner,
+    partner_client,
 )
 
 ADMIN_POSTGRES_URL = os.environ.get(
@@ -138,7 +139,7 @@ def pending_firm(database: Database, partner: Partner) -> Firm:
 @pytest.fixture
 def client(server: Server, partner: Partner) -> Iterator[httpx.Client]:
     """An HTTP client authenticated as a fresh partner of its own."""
-    with httpx.Client(base_url=server.base_url, headers=partner.headers, timeout=30) as http:
+    with partner_client(server, partner) as http:
         yield http
 
 
@@ -195,3 +196,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
     yield chromium
     chromium.close()
+
+
+@pytest.fixture
+def stripe_client(stripe_server: Server, partner: Partner) -> Iterator[httpx.Client]:
+    """``client``, on the server that takes payments through Stripe."""
+    with partner_client(stripe_server, partner) as http:
+        yield http

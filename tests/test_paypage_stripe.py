@@ -39,12 +39,6 @@ class Traffic:
 
 
 @pytest.fixture
-def stripe_client(stripe_server: Server, partner: Partner) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stripe_server.base_url, headers=partner.headers, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
 def connected_firm(database: Database, partner: Partner) -> Firm:
     firm = create_firm(database, partner, trust_account=True, connected=True)
     with database.unit_of_work() as session:  # the payer bears a 1.5% card surcharge

@@ -37,6 +37,7 @@ from tests.support import (
     create_firm,
     free_port,
     invoice_body,
+    partner_client,
     wait_until,
 )
 
@@ -56,12 +57,6 @@ def quiet_stripe_server(
     env = {**stripe_emulator.gateway_env(), "PARTNERPAY_RUN_DISPATCHER": "false"}
     with Server.start(database_url, log, env=env) as running:
         yield running
-
-
-@pytest.fixture
-def stripe_client(stripe_server: Server, partner: Partner) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stripe_server.base_url, headers=partner.headers, timeout=30) as http:
-        yield http
 
 
 @pytest.fixture
@@ -286,9 +281,7 @@ def reconcile(server: Server, database_url: str, stripe_emulator: StripeEmulator
 
 @pytest.fixture
 def quiet_client(quiet_stripe_server: Server, partner: Partner) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=quiet_stripe_server.base_url, headers=partner.headers, timeout=30
-    ) as http:
+    with partner_client(quiet_stripe_server, partner) as http:
         yield http
 
 
@@ -302,6 +295,15 @@ def payment_awaiting_stripe(
     started = pay(client, invoice["invoice_id"], token).json()
     authenticate(emulator, started["next_action"]["client_secret"])
     return invoice, started["payment"]
+
+
+def succeeded_event(
+    emulator: StripeEmulator, database: Database, payment: dict[str, Any]
+) -> tuple[bytes, str]:
+    """Stripe's ``payment_intent.succeeded`` about this payment's PaymentIntent, signed."""
+    reference = payment_row(database, payment["payment_id"]).processor_reference
+    intent = emulator_client(emulator).v1.payment_intents.retrieve(str(reference))
+    return signed_event("payment_intent.succeeded", intent.to_dict())
 
 
 def test_a_lost_stripe_webhook_is_recovered_by_reconciliation(
@@ -329,9 +331,7 @@ def test_the_same_stripe_event_twice_records_one_payment(
     database: Database,
 ) -> None:
     invoice, payment = payment_awaiting_stripe(quiet_client, stripe_emulator, connected_firm)
-    reference = payment_row(database, payment["payment_id"]).processor_reference
-    intent = emulator_client(stripe_emulator).v1.payment_intents.retrieve(str(reference))
-    payload, signature = signed_event("payment_intent.succeeded", intent.to_dict())
+    payload, signature = succeeded_event(stripe_emulator, database, payment)
     for _ in range(2):
         assert notify(quiet_stripe_server, payload, signature).status_code == 200
     assert fetch(quiet_client, invoice["invoice_id"])["status"] == "Paid"
@@ -347,9 +347,7 @@ def test_a_forged_stripe_event_changes_nothing(
     database: Database,
 ) -> None:
     invoice, payment = payment_awaiting_stripe(quiet_client, stripe_emulator, connected_firm)
-    reference = payment_row(database, payment["payment_id"]).processor_reference
-    intent = emulator_client(stripe_emulator).v1.payment_intents.retrieve(str(reference))
-    payload, signature = signed_event("payment_intent.succeeded", intent.to_dict())
+    payload, signature = succeeded_event(stripe_emulator, database, payment)
     forged = signature[:-4] + ("0000" if not signature.endswith("0000") else "1111")
     seen = events_seen(database)
     for bad in (forged, None, "t=1,v1=00"):

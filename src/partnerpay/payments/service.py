@@ -29,6 +29,7 @@ from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, SettlementAccount
 from partnerpay.money import format_minor, percent_of, to_minor
+from partnerpay.payments.attempts import Attempt, gateway_unavailable, key_reused
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
     CardToken,
@@ -50,7 +51,7 @@ from partnerpay.payments.models import (
     ProcessorEventRecord,
 )
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, PaymentOut
-from partnerpay.problems import FieldError, ProblemError, invalid_field, not_found
+from partnerpay.problems import ProblemError, invalid_field, not_found
 from partnerpay.wire import parse_id
 
 logger = logging.getLogger(__name__)
@@ -188,31 +189,6 @@ def processor_account(session: Session, artifact: Artifact, gateway: PaymentGate
     return account.processor_account
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """How a request names its attempt: the key stored on the payment, the field and value
-    the caller sent it as, and the request's fingerprint."""
-
-    key: str
-    field: str
-    sent: str
-    fingerprint: str
-
-
-def _key_reused(attempt: Attempt) -> ProblemError:
-    message = (
-        f"'{attempt.sent}' was already used for a different request on this invoice; "
-        f"a retry must repeat that request, and a new payment needs a new {attempt.field}"
-    )
-    return ProblemError(
-        409,
-        "idempotency_key_reused",
-        f"{attempt.field}: {message}.",
-        title="Idempotency key reused",
-        fields=[FieldError(field=attempt.field, message=message)],
-    )
-
-
 def _earlier_attempt(session: Session, invoice: Artifact, attempt: Attempt) -> Payment | None:
     """The payment this attempt's key made on this artifact before, if any; 409 if it was
     made by another request. A payment kept from before fingerprints has none, and any
@@ -223,7 +199,7 @@ def _earlier_attempt(session: Session, invoice: Artifact, attempt: Attempt) -> P
         )
     ).one_or_none()
     if earlier is not None and earlier.request_fingerprint not in (None, attempt.fingerprint):
-        raise _key_reused(attempt)
+        raise key_reused(attempt)
     return earlier
 
 
@@ -277,22 +253,11 @@ def payment_id_for(artifact_id: uuid.UUID, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(artifact_id, idempotency_key)
 
 
-def _gateway_down() -> ProblemError:
-    return ProblemError(
-        503,
-        "gateway_unavailable",
-        "The payment processor could not be reached, so the outcome of this attempt is not "
-        "known; retry the same request (with the same idempotency_key) in a moment.",
-        title="Payment processor unavailable",
-        headers={"Retry-After": "5"},
-    )
-
-
 def _start(gateway: PaymentGateway, order: PaymentOrder, source: PaymentSource) -> Outcome:
     try:
         return gateway.start_payment(order, source)
     except GatewayUnavailableError as error:
-        raise _gateway_down() from error
+        raise gateway_unavailable() from error
     except InvalidPaymentSourceError as error:
         raise invalid_field(
             "card_token", "is not a card collected by this page", "invalid_card_token"
@@ -485,7 +450,7 @@ def _ask_gateway(gateway: PaymentGateway, payment: Payment) -> Outcome:
     try:
         return gateway.payment_outcome(payment.processor_reference, payment.processor_account)
     except GatewayUnavailableError as error:
-        raise _gateway_down() from error
+        raise gateway_unavailable() from error
 
 
 def _brought_up_to_date(
@@ -613,7 +578,7 @@ def prepare_card(session: Session, invoice_id: str, gateway: PaymentGateway) -> 
     try:
         return gateway.prepare_card(account)
     except GatewayUnavailableError as error:
-        raise _gateway_down() from error
+        raise gateway_unavailable() from error
 
 
 def reconcile_all(

@@ -1,0 +1,56 @@
+"""What every request that moves money shares, payments and refunds alike: how it names its
+attempt (a key, and the fingerprint of the request sent with it), the 409 for a key sent
+again with another request, and the 503 for a processor whose answer is not known.
+
+Kept apart from :mod:`partnerpay.payments.service` so that
+:mod:`partnerpay.payments.refunds`, which that module calls, can use them too.
+"""
+
+from dataclasses import dataclass
+
+from partnerpay.problems import FieldError, ProblemError
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How a request names its attempt: the key stored with what it made, the field (or
+    header) and value the caller sent it as, and the request's fingerprint
+    (:mod:`partnerpay.payments.fingerprints`). ``scope`` is what the key is unique on and
+    ``makes`` what a new request makes, for the words of :func:`key_reused`."""
+
+    key: str
+    field: str
+    sent: str
+    fingerprint: str
+    scope: str = "invoice"
+    makes: str = "payment"
+
+
+def key_reused(attempt: Attempt) -> ProblemError:
+    """409 ``idempotency_key_reused``: the key made something for another request."""
+    message = (
+        f"'{attempt.sent}' was already used for a different request on this {attempt.scope}; "
+        f"a retry must repeat that request, and a new {attempt.makes} needs a new "
+        f"{attempt.field}"
+    )
+    return ProblemError(
+        409,
+        "idempotency_key_reused",
+        f"{attempt.field}: {message}.",
+        title="Idempotency key reused",
+        fields=[FieldError(field=attempt.field, message=message)],
+    )
+
+
+def gateway_unavailable(key_field: str = "idempotency_key") -> ProblemError:
+    """503 ``gateway_unavailable``: the processor did not answer, so what came of the
+    request is not known; the same request with the same key may be retried, and the
+    processor recognises it by the key."""
+    return ProblemError(
+        503,
+        "gateway_unavailable",
+        "The payment processor could not be reached, so the outcome of this attempt is not "
+        f"known; retry the same request (with the same {key_field}) in a moment.",
+        title="Payment processor unavailable",
+        headers={"Retry-After": "5"},
+    )

@@ -70,7 +70,8 @@ class Artifact:
 
     ``matter`` and ``debtor`` keep what the artifact was raised with; the shared
     :class:`Matter` and :class:`Debtor` rows they point to hold the latest details.
-    ``status`` and ``amount_paid_minor`` are set only by :mod:`partnerpay.artifacts.service`.
+    ``status``, ``amount_paid_minor`` and ``refunded_minor`` (what of its payments has been
+    refunded) are set only by :mod:`partnerpay.artifacts.service`.
     """
 
     artifact_type: ClassVar[ArtifactType]  # each kind's class says which it is
@@ -82,6 +83,7 @@ class Artifact:
     amount: Mapped[str] = mapped_column(String(16))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     amount_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))
     settlement_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("settlement_accounts.id"))

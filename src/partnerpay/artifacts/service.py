@@ -1,8 +1,9 @@
-"""The artifact's state machine: the one place that sets an artifact's ``status`` and
-``amount_paid_minor``, and the rules for applying a payment, an adjustment or a void.
+"""The artifact's state machine: the one place that sets an artifact's ``status``,
+``amount_paid_minor`` and ``refunded_minor``, and the rules for applying a payment, a
+refund, an adjustment or a void.
 
-Payments apply a payment (a new one, a settlement, later a refund) with
-:func:`apply_payment`, giving what the artifact's accepted payments now come to; each
+Payments apply a payment (a new one, a settlement) with :func:`apply_payment`, giving what
+the artifact's accepted payments now come to, and refunds with :func:`apply_refunds`; each
 kind's own service changes an artifact's amount or content through :func:`adjust_amount`
 and :func:`revise`, and voids it with :func:`void`. Callers hold the artifact's row lock.
 """
@@ -27,7 +28,7 @@ from partnerpay.money import format_minor, to_minor
 from partnerpay.problems import conflict, invalid_field, not_found
 from partnerpay.wire import parse_id
 
-_SET_HERE_ONLY = frozenset({"status", "amount_paid_minor"})
+_SET_HERE_ONLY = frozenset({"status", "amount_paid_minor", "refunded_minor"})
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,26 @@ def _follow_amounts(artifact: Artifact, *, clearing: bool) -> None:
 
 
 def apply_payment(artifact: Artifact, received: Received) -> None:
-    """Bring the artifact up to date with its accepted payments, after one was taken,
-    settled (or, later, refunded)."""
+    """Bring the artifact up to date with its accepted payments, after one was taken or
+    settled."""
     artifact.amount_paid_minor = received.amount_minor
     _follow_amounts(artifact, clearing=received.clearing)
     artifact.updated_at = utcnow()
+
+
+def apply_refunds(artifact: Artifact, refunded_minor: int) -> bool:
+    """Bring the artifact up to date with its refunds: ``refunded_minor`` is what its
+    refunds done or under way now come to. ``False`` (and nothing changed) when that is
+    what it was.
+
+    A refund gives money back; it does not undo the payment: what was paid, what is due
+    and the status stay as they are, so a paid invoice stays ``Paid`` (docs/decisions.md).
+    """
+    if artifact.refunded_minor == refunded_minor:
+        return False
+    artifact.refunded_minor = refunded_minor
+    artifact.updated_at = utcnow()
+    return True
 
 
 def require_updatable(artifact: Artifact) -> None:

@@ -13,8 +13,10 @@ from partnerpay.invoices.schemas import InvoiceOut
 
 
 def _resource(session: Session, invoice: Invoice, pay_base_url: str) -> dict[str, Any]:
-    """The invoice as it now is, its payments read afresh (one was just taken)."""
+    """The invoice as it now is, its payments read afresh (one was just taken) and its
+    refunds read again when next wanted (one may just have been made)."""
     session.refresh(invoice, ["payments"])
+    session.expire(invoice, ["refunds"])
     return InvoiceOut.of(invoice, pay_base_url).wire()
 
 

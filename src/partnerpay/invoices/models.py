@@ -6,7 +6,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from partnerpay.artifacts.models import Artifact, ArtifactType
 from partnerpay.db import Base
-from partnerpay.payments.models import ACCEPTED_STATUSES, Payment, PaymentStatus
+from partnerpay.payments.models import (
+    ACCEPTED_STATUSES,
+    REFUNDED_STATUSES,
+    Payment,
+    PaymentStatus,
+    Refund,
+)
 
 
 class Invoice(Artifact, Base):
@@ -35,6 +41,9 @@ class Invoice(Artifact, Base):
     payment_redirect_url: Mapped[str | None] = mapped_column(String(2048))
 
     payments: Mapped[list[Payment]] = relationship(order_by=Payment.created_at, viewonly=True)
+    refunds: Mapped[list[Refund]] = relationship(
+        primaryjoin="foreign(Refund.artifact_id) == Invoice.id", viewonly=True
+    )
 
     @property
     def accepted_payments(self) -> list[Payment]:
@@ -43,6 +52,18 @@ class Invoice(Artifact, Base):
         if self.amount_paid_minor == 0:
             return []
         return [p for p in self.payments if p.status in ACCEPTED_STATUSES]
+
+    def refunded_minor_of(self, payment: Payment) -> int:
+        """What of a payment has been refunded (refunds done or under way): the refunds are
+        loaded only when there are some (``refunded_minor``), so an invoice nothing was
+        refunded of costs no extra query."""
+        if self.refunded_minor == 0:
+            return 0
+        return sum(
+            refund.refund_minor
+            for refund in self.refunds
+            if refund.payment_id == payment.id and refund.status in REFUNDED_STATUSES
+        )
 
     @property
     def clearing(self) -> bool:

@@ -188,7 +188,7 @@ class InvoiceOut(WireModel):
                     artifact_type=payment.artifact_type,
                     external_id=payment.external_id,
                     received=format_minor(payment.amount_minor),
-                    refunded=format_minor(0),
+                    refunded=format_minor(invoice.refunded_minor_of(payment)),
                     paid_out=format_minor(0),
                     currency=Currency(payment.currency),
                     date=payment.created_at,

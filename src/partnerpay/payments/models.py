@@ -5,7 +5,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from partnerpay.db import Base, new_id, utcnow
+from partnerpay.db import Base, new_id, same_instant_as_created_at, utcnow
 
 
 class PaymentStatus(StrEnum):
@@ -72,6 +72,73 @@ class Payment(Base):
     @property
     def total_minor(self) -> int:
         return self.amount_minor + self.surcharge_minor
+
+
+class RefundStatus(StrEnum):
+    """FeeWise's refund statuses. partnerpay sets ``Processing`` (the processor has taken
+    the refund and not yet finished it), ``Complete`` and ``Failed``; ``Requested``,
+    ``Clearing`` and the two cancellations are reserved (docs/payments.md)."""
+
+    REQUESTED = "Requested"
+    PROCESSING = "Processing"
+    CLEARING = "Clearing"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    CANCELLED_INTERNAL = "CancelledInternal"
+    CANCELLED_FIRM = "CancelledFirm"
+
+
+# Refunds that give nothing back: every other refund holds its part of the payment.
+VOID_REFUND_STATUSES = frozenset(
+    {RefundStatus.FAILED, RefundStatus.CANCELLED_INTERNAL, RefundStatus.CANCELLED_FIRM}
+)
+# Refunds that count as refunded on the artifact: done, or under way at the processor.
+REFUNDED_STATUSES = frozenset({RefundStatus.PROCESSING, RefundStatus.COMPLETE})
+# Refunds whose outcome the gateway has still to give.
+UNSETTLED_REFUND_STATUSES = frozenset({RefundStatus.PROCESSING})
+
+
+class Refund(Base):
+    """Money a payment took, given back through the gateway that took it, in part or in
+    whole. ``refund_minor`` is what is refunded of the payment's amount and
+    ``surcharge_minor`` the share of its surcharge returned with it; the gateway was asked
+    to refund both together.
+
+    ``artifact_id`` and ``artifact_type`` repeat the payment's, so that an artifact's
+    refunds are read without its payments. ``idempotency_key`` (unique per payment) and
+    ``request_fingerprint`` tell a retry from another request sent with the same key, as
+    for payments; a refund made without a key has none. ``gateway`` and
+    ``processor_reference`` name the refund at the processor (a Stripe Refund).
+    """
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("payment_id", "idempotency_key"),
+        Index("ix_refunds_artifact_id", "artifact_id"),
+        Index("ix_refunds_status", "status"),
+        Index("ix_refunds_processor_reference", "processor_reference"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), index=True)
+    artifact_id: Mapped[uuid.UUID]
+    artifact_type: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    refund_minor: Mapped[int] = mapped_column(BigInteger)
+    surcharge_minor: Mapped[int] = mapped_column(BigInteger)
+    refund_reason: Mapped[str | None] = mapped_column(String(500))
+    firm_notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    gateway: Mapped[str] = mapped_column(String(16))
+    processor_reference: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=same_instant_as_created_at)
+
+    @property
+    def total_minor(self) -> int:
+        """What the gateway gives back: the refund and its share of the surcharge."""
+        return self.refund_minor + self.surcharge_minor
 
 
 class ProcessorEventRecord(Base):

@@ -1,6 +1,8 @@
-"""Migrations keep the data they move: a database with invoices and payments in it goes
-down a revision and up again, on SQLite (batch mode) and on PostgreSQL."""
+"""Migrations keep the data they move: a database with invoices, payments and refunds in
+it goes down a revision and up again, on SQLite (batch mode, or a plain ADD COLUMN where a
+rebuild would drop a table others reference) and on PostgreSQL."""
 
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,11 +16,13 @@ from partnerpay.config import Settings
 from partnerpay.db import Database, alembic_config, upgrade_database
 from partnerpay.invoices import service as invoices
 from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
+from partnerpay.payments import refunds
 from partnerpay.payments import service as payments
+from partnerpay.payments.gateways.sandbox import SandboxGateway
 from partnerpay.payments.models import Payment
-from partnerpay.payments.schemas import ExternalPaymentIn
+from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, RefundIn
 from tests.conftest import throwaway_postgres_database
-from tests.support import create_firm, create_partner, invoice_body
+from tests.support import Firm, Partner, create_firm, create_partner, invoice_body
 
 
 @pytest.fixture
@@ -112,3 +116,97 @@ def test_the_schema_names_follow_the_artifact(database_url: str, database: Datab
             "payments_artifact_id_fkey",
             "payments_artifact_id_idempotency_key_key",
         ]
+
+
+def _paid_and_refunded(
+    database: Database, settings: Settings, partner: Partner, firm: Firm
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """An invoice paid by card on the sandbox and a refund of 10.00 of it: their ids."""
+    with database.unit_of_work() as session:
+        created = invoices.upsert_invoice(
+            session, partner.id, InvoiceIn.model_validate(invoice_body(firm)), "http://pay.test"
+        )
+    paying = PaymentIn.model_validate(
+        {
+            "method": "Card",
+            "card": {
+                "number": "4242424242424242",
+                "exp_month": 12,
+                "exp_year": 2099,
+                "cvc": "123",
+                "name": "F",
+            },
+            "idempotency_key": "pay-1",
+        }
+    )
+    with database.unit_of_work() as session:
+        taken = payments.pay_invoice(
+            session, str(created.invoice_id), paying, SandboxGateway(), settings
+        )
+        payment_id = taken.payment.id
+    with database.unit_of_work() as session:
+        refunds.refund_payment(
+            session,
+            partner.id,
+            str(payment_id),
+            RefundIn(refund_amount="10.00"),
+            "refund-1",
+            SandboxGateway(),
+            "http://pay.test",
+        )
+    return created.invoice_id, payment_id
+
+
+def _refunded_line(database: Database, partner: Partner, invoice_id: uuid.UUID) -> str:
+    with database.session(read_only=True) as session:
+        view = InvoiceOut.of(
+            invoices.get_invoice(session, partner.id, invoice_id), "http://pay.test"
+        )
+    (line,) = view.payments
+    return line.refunded
+
+
+def test_refunds_go_with_a_downgrade_and_invoices_come_back_with_nothing_refunded(
+    own_database_url: str,
+) -> None:
+    """0009 adds the refunds table and invoices.refunded_minor (a plain ADD COLUMN on
+    SQLite); going down to 0008 drops both and keeps the invoice and its payment, and
+    coming back up gives every invoice 0 refunded, so its payment can be refunded again."""
+    upgrade_database(own_database_url)
+    database = Database(own_database_url)
+    try:
+        settings = Settings(database_url=own_database_url)
+        partner = create_partner(database)
+        firm = create_firm(database, partner)
+        invoice_id, payment_id = _paid_and_refunded(database, settings, partner, firm)
+        assert _refunded_line(database, partner, invoice_id) == "10.00"
+        assert "refunds" in inspect(database.engine).get_table_names()
+        database.engine.dispose()
+
+        command.downgrade(alembic_config(own_database_url), "0008")
+        schema = inspect(database.engine)
+        assert "refunds" not in schema.get_table_names()
+        assert "refunded_minor" not in {c["name"] for c in schema.get_columns("invoices")}
+        with database.session(read_only=True) as session:
+            kept = session.execute(text("SELECT id FROM payments")).scalars().all()
+        assert [str(row).replace("-", "") for row in kept] == [payment_id.hex]
+        database.engine.dispose()
+
+        upgrade_database(own_database_url)
+        columns = {c["name"]: c for c in inspect(database.engine).get_columns("invoices")}
+        assert columns["refunded_minor"]["nullable"] is False
+        assert _refunded_line(database, partner, invoice_id) == "0.00"
+        with database.unit_of_work() as session:
+            again = refunds.refund_payment(
+                session,
+                partner.id,
+                str(payment_id),
+                RefundIn(refund_amount="123.45"),
+                None,
+                SandboxGateway(),
+                "http://pay.test",
+            )
+            assert again.artifact.refunded_minor == 12345
+        assert _refunded_line(database, partner, invoice_id) == "123.45"
+    finally:
+        database.dispose()

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import API, assert_problem, fullwidth
 
-# Every partner route of DESIGN.md section 3.
+# Every partner route of DESIGN.md sections 3 and 9.
 DOCUMENTED_ROUTES = {
     ("post", "/invoices"),
     ("get", "/invoices"),
@@ -21,6 +21,8 @@ DOCUMENTED_ROUTES = {
     ("get", "/firms"),
     ("get", "/firms/{firm_id}"),
     ("post", "/payments/external"),
+    ("post", "/payments/{payment_id}/refunds"),
+    ("get", "/payments/{payment_id}/refunds"),
     ("post", "/webhooks"),
     ("get", "/webhooks"),
     ("put", "/webhooks"),

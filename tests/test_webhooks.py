@@ -59,6 +59,7 @@ def test_topics_are_listed(client: httpx.Client) -> None:
             "firm.status.updated",
             "payment.succeeded",
             "payment.failed",
+            "payment.refunded",
         ]
     }
 

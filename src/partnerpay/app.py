@@ -25,7 +25,12 @@ from partnerpay.observability import RequestObserver, WebhookBacklog, metrics_ex
 from partnerpay.partners.routes import router as partners_router
 from partnerpay.partners.service import GrantCache
 from partnerpay.payments.gateways import gateway_for
-from partnerpay.payments.routes import PaymentAttemptLimits, pay_router, processor_router
+from partnerpay.payments.routes import (
+    PaymentAttemptLimits,
+    pay_router,
+    processor_router,
+    refunds_router,
+)
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
@@ -61,6 +66,7 @@ def _partner_api() -> APIRouter:
     router.include_router(invoices_router)
     router.include_router(firms_router)
     router.include_router(payments_router)
+    router.include_router(refunds_router)
     router.include_router(webhooks_router)
     router.include_router(events_router)
     router.include_router(partners_router)

@@ -226,15 +226,16 @@ def settle_payments() -> None:
 @admin_app.command("reconcile-payments")
 def reconcile_payments() -> None:
     """Ask the gateway about every payment still unsettled (a card waiting for 3-D Secure,
-    a payment still processing) and apply what it says, so that a lost processor
-    notification never leaves an invoice unpaid."""
+    a payment still processing) and every refund still under way, and apply what it says,
+    so that a lost processor notification never leaves an invoice unpaid or a refund
+    unfinished."""
     settings = _startable_settings()
     database = _database()
     try:
         changed, asked = payments.reconcile_all(database, gateway_for(settings), settings)
     finally:
         database.dispose()
-    typer.echo(f"reconciled {asked} payment(s): {changed} changed")
+    typer.echo(f"reconciled {asked} payment(s) and refund(s): {changed} changed")
 
 
 @admin_app.command("connect-account")

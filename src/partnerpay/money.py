@@ -78,3 +78,12 @@ def percent_of(minor: int, percent: str) -> int:
 def format_minor(minor: int) -> str:
     """The wire form of a platform-computed amount: always two decimals (``"0.00"``)."""
     return str((Decimal(minor) / MINOR_UNITS_PER_MAJOR).quantize(CENT))
+
+
+def share_of(minor: int, part: int, whole: int) -> int:
+    """``minor * part / whole``, rounded half up to the minor unit, in integers (exact at
+    any size): the share of an amount that ``part`` of ``whole`` takes."""
+    assert whole > 0, "a share is of a whole above zero"
+    assert minor >= 0, "a share is of an amount"
+    assert part >= 0, "a share is of a part"
+    return (2 * minor * part + whole) // (2 * whole)

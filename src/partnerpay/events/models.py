@@ -19,6 +19,7 @@ class Topic(StrEnum):
     FIRM_STATUS_UPDATED = "firm.status.updated"
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUNDED = "payment.refunded"
 
 
 class WebhookStatus(StrEnum):

@@ -5,7 +5,8 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from partnerpay.config import GatewayName, Settings
 from partnerpay.dependencies import SessionDep, SettingsDep, UnitOfWorkRoute
 from partnerpay.limits import RateLimit, rate_limited
-from partnerpay.payments import service
+from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.payments import refunds, service
 from partnerpay.payments.gateway import InvalidProcessorEventError, PaymentGateway
 from partnerpay.payments.models import PaymentStatus
 from partnerpay.payments.schemas import (
@@ -13,6 +14,9 @@ from partnerpay.payments.schemas import (
     NextAction,
     PaymentIn,
     PaymentResponse,
+    RefundIn,
+    RefundList,
+    RefundResponse,
 )
 from partnerpay.problems import ProblemError, not_found, problem_response, problem_responses
 from partnerpay.wire import ModelResponse
@@ -179,3 +183,67 @@ def stripe_notification(
         ) from invalid
     service.handle_processor_event(session, gateway, event, settings.pay_base_url)
     return Response(status_code=200)
+
+
+# The Partner API's refunds (included under /api/v3/partner by the app).
+refunds_router = APIRouter(prefix="/payments", tags=["Payments"], route_class=UnitOfWorkRoute)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=refunds.IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=255,
+        description="One per refund: the same request with the same key again returns the "
+        "refund it made (with `Idempotent-Replayed: true`); another request with it is "
+        "409 `idempotency_key_reused`.",
+    ),
+]
+
+
+@refunds_router.post(
+    "/{payment_id}/refunds",
+    summary="Refund a payment",
+    status_code=201,
+    responses=problem_responses(400, 404, 409, 503),
+    response_model=RefundResponse,
+)
+def refund_payment(
+    session: SessionDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    partner: PartnerDep,
+    payment_id: str,
+    body: RefundIn,
+    idempotency_key: IdempotencyKey = None,
+) -> ModelResponse:
+    """Give back all or part of a `Successful` payment, through the processor that took
+    it, with the matching share of its surcharge. At most what is left to refund of the
+    payment (its amount less its refunds that have not failed): more is a 400 naming
+    `refund_amount`. A payment recorded as received elsewhere, or not (yet) `Successful`,
+    is 409 `payment_not_refundable`. The refund is `Complete` at once, or `Processing`
+    until the processor finishes it; `payment.refunded` reports it each time its status is
+    set, and `invoice.updated` when it changes what the invoice shows as refunded. Send an
+    `Idempotency-Key` so that a retry (after a 503 `gateway_unavailable`, say) refunds
+    once."""
+    refunded = refunds.refund_payment(
+        session, partner.id, payment_id, body, idempotency_key, gateway, settings.pay_base_url
+    )
+    view = RefundResponse(
+        refund=refunds.refund_out(refunded.refund), firm_id=refunded.artifact.firm_id
+    )
+    headers = {"Idempotent-Replayed": "true"} if refunded.replayed else None
+    return ModelResponse(view, status_code=201, headers=headers)
+
+
+@refunds_router.get(
+    "/{payment_id}/refunds",
+    summary="List a payment's refunds",
+    responses=problem_responses(404),
+    response_model=RefundList,
+)
+def list_refunds(session: SessionDep, partner: PartnerDep, payment_id: str) -> ModelResponse:
+    """Every refund of one of this partner's payments, failed ones included, oldest
+    first."""
+    found = refunds.list_refunds(session, partner.id, payment_id)
+    return ModelResponse(RefundList(refunds=[refunds.refund_out(refund) for refund in found]))

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from partnerpay.artifacts.models import PaymentMethod
 from partnerpay.money import AmountString, Currency, to_minor
 from partnerpay.payments.gateway import BankAccount, Card
+from partnerpay.payments.models import RefundStatus
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -218,3 +219,50 @@ class PaymentResponse(WireModel):
 
 class CardSetupResponse(WireModel):
     client_secret: str = Field(description="For the processor's form to collect the card.")
+
+
+class RefundIn(BaseModel):
+    """Refund a payment, in whole or in part."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refund_amount: AmountString = Field(
+        description="What to refund of the payment's amount, at most what is left to refund "
+        "of it; the share of the payment's surcharge that goes with it is refunded too."
+    )
+    refund_reason: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="Why the refund is being made."
+    )
+    firm_notes: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        default=None, description="The firm's own notes on the refund."
+    )
+
+    def canonical(self) -> dict[str, object]:
+        """What makes two refund requests the same: everything sent, the amount in cents
+        (so ``"10"`` is ``"10.00"``)."""
+        return {
+            "refund_minor": to_minor(self.refund_amount),
+            "refund_reason": self.refund_reason,
+            "firm_notes": self.firm_notes,
+        }
+
+
+class RefundOut(WireModel):
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    artifact_id: uuid.UUID
+    created_at: Timestamp
+    status: RefundStatus
+    refund_amount: str = Field(description="What was refunded of the payment's amount.")
+    surcharge_amount: str = Field(description="The share of its surcharge refunded with it.")
+    refund_reason: str | None = None
+    firm_notes: str | None = None
+
+
+class RefundResponse(WireModel):
+    refund: RefundOut
+    firm_id: uuid.UUID
+
+
+class RefundList(WireModel):
+    refunds: list[RefundOut] = Field(description="Oldest first.")

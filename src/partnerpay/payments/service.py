@@ -29,6 +29,7 @@ from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, SettlementAccount
 from partnerpay.money import format_minor, percent_of, to_minor
+from partnerpay.payments import refunds
 from partnerpay.payments.attempts import Attempt, gateway_unavailable, key_reused
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
@@ -549,10 +550,12 @@ def handle_processor_event(
     session: Session, gateway: PaymentGateway, event: ProcessorEvent, pay_base_url: str
 ) -> bool:
     """Apply a verified notification from the processor, once per event id; ``True`` if it
-    changed a payment. One about a payment we do not know (another deployment's, on a
-    shared account) is noted and left alone."""
+    changed a payment or a refund. One about a payment or refund we do not know (another
+    deployment's, on a shared account) is noted and left alone."""
     if not _record_processor_event(session, gateway, event.id):
         return False
+    if event.kind == ProcessorEventKind.REFUND:
+        return refunds.apply_refund_event(session, gateway, event, pay_base_url)
     if event.kind != ProcessorEventKind.PAYMENT or event.payment_outcome is None:
         return False
     payment_id = _payment_of_event(session, gateway, event)
@@ -584,16 +587,21 @@ def prepare_card(session: Session, invoice_id: str, gateway: PaymentGateway) -> 
 def reconcile_all(
     database: Database, gateway: PaymentGateway, settings: Settings
 ) -> tuple[int, int]:
-    """Reconcile every unsettled payment of this gateway, each in a unit of work of its
-    own (its artifact locked for it alone; one the processor cannot answer for now is
-    left for the next run): how many changed, of how many asked about."""
+    """Reconcile every unsettled payment and every refund still under way of this
+    gateway, each in a unit of work of its own (its artifact locked for it alone; one the
+    processor cannot answer for now is left for the next run): how many changed, of how
+    many asked about."""
     with database.session(read_only=True) as session:
         pending = unsettled_payment_ids(session, gateway.name)
+        pending_refunds = refunds.unsettled_refund_ids(session, gateway.name)
+    reconcilers = [(reconcile_payment, "payment", payment_id) for payment_id in pending] + [
+        (refunds.reconcile_refund, "refund", refund_id) for refund_id in pending_refunds
+    ]
     changed = 0
-    for payment_id in pending:
+    for reconcile, noun, row_id in reconcilers:
         try:
             with database.unit_of_work() as session:
-                changed += reconcile_payment(session, payment_id, gateway, settings.pay_base_url)
+                changed += reconcile(session, row_id, gateway, settings.pay_base_url)
         except ProblemError as unavailable:
-            logger.warning("payment %s not reconciled: %s", payment_id, unavailable.problem.detail)
-    return changed, len(pending)
+            logger.warning("%s %s not reconciled: %s", noun, row_id, unavailable.problem.detail)
+    return changed, len(reconcilers)

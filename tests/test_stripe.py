@@ -22,11 +22,18 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from partnerpay.config import Settings
+from partnerpay.config import GatewayName, Settings
 from partnerpay.db import Database
-from partnerpay.payments.gateway import CardToken, PaymentOrder
+from partnerpay.firms.models import Firm as FirmRow
+from partnerpay.payments.gateway import (
+    CardToken,
+    PaymentOrder,
+    RefundOrder,
+    RefundOutcome,
+    RefundOutcomeStatus,
+)
 from partnerpay.payments.gateways.stripe import StripeGateway
-from partnerpay.payments.models import Payment, ProcessorEventRecord
+from partnerpay.payments.models import Payment, ProcessorEventRecord, Refund
 from tests.stripe_emulator import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, StripeEmulator
 from tests.support import (
     API,
@@ -496,3 +503,121 @@ def test_the_dispatcher_reconciles_by_itself(
             "the periodic reconciliation",
         )
         assert topics_of(client, invoice).count("payment.succeeded") == 1
+
+
+# --- refunds ------------------------------------------------------------------------------
+
+
+def emulator_refunds(emulator: StripeEmulator, payment_intent: str) -> list[Any]:
+    """The emulator's Refund objects of a PaymentIntent."""
+    client = stripe.StripeClient(SECRET_KEY, base_addresses={"api": emulator.base_url})
+    return list(client.v1.refunds.list(params={"payment_intent": payment_intent}).data)
+
+
+def refund(
+    client: httpx.Client, payment_id: str, amount: str, key: str | None = None
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post(
+        f"{API}/payments/{payment_id}/refunds", json={"refund_amount": amount}, headers=headers
+    )
+
+
+def paid_through_stripe(
+    emulator: StripeEmulator, client: httpx.Client, payer: httpx.Client, firm: Firm
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    invoice = new_invoice(client, firm)
+    response = pay(payer, invoice["invoice_id"], card_token(emulator, payer, invoice["invoice_id"]))
+    assert response.status_code == 200, response.text
+    payment: dict[str, Any] = response.json()["payment"]
+    assert payment["payment_status"] == "Successful"
+    return invoice, payment
+
+
+def test_a_full_refund_through_stripe(
+    stripe_emulator: StripeEmulator,
+    stripe_client: httpx.Client,
+    payer: httpx.Client,
+    connected_firm: Firm,
+    database: Database,
+) -> None:
+    invoice, payment = paid_through_stripe(stripe_emulator, stripe_client, payer, connected_firm)
+    made = refund(stripe_client, payment["payment_id"], "123.45")
+    assert made.status_code == 201, made.text
+    assert (made.json()["refund"]["status"], made.json()["refund"]["refund_amount"]) == (
+        "Complete",
+        "123.45",
+    )
+    intent = payment_row(database, payment["payment_id"]).processor_reference
+    assert intent is not None
+    (at_stripe,) = emulator_refunds(stripe_emulator, intent)
+    assert (at_stripe.amount, at_stripe.payment_intent, at_stripe.status) == (
+        12345,
+        intent,
+        "succeeded",
+    )
+    assert at_stripe.metadata["partnerpay_refund_id"] == made.json()["refund"]["refund_id"]
+    with database.session(read_only=True) as session:
+        row = session.get_one(Refund, uuid.UUID(made.json()["refund"]["refund_id"]))
+        assert (row.gateway, row.processor_reference) == ("stripe", at_stripe.id)
+    (line,) = fetch(stripe_client, invoice["invoice_id"])["payments"]
+    assert line["refunded"] == "123.45"
+
+
+def test_partial_refunds_through_stripe_give_back_their_share_of_the_surcharge(
+    stripe_emulator: StripeEmulator,
+    stripe_client: httpx.Client,
+    payer: httpx.Client,
+    connected_firm: Firm,
+    database: Database,
+) -> None:
+    with database.unit_of_work() as session:
+        row = session.get_one(FirmRow, connected_firm.id)
+        row.surcharge_enabled, row.surcharge_percent = True, "1.5"
+    invoice, payment = paid_through_stripe(stripe_emulator, stripe_client, payer, connected_firm)
+    assert payment["total_charged"] == "125.30"
+    intent = payment_row(database, payment["payment_id"]).processor_reference
+    assert intent is not None
+
+    first = refund(stripe_client, payment["payment_id"], "41.15", key="part-1")
+    assert first.status_code == 201, first.text
+    assert first.json()["refund"]["surcharge_amount"] == "0.62"
+    again = refund(stripe_client, payment["payment_id"], "41.15", key="part-1")
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    assert [r.amount for r in emulator_refunds(stripe_emulator, intent)] == [4177]
+
+    rest = refund(stripe_client, payment["payment_id"], "82.30")
+    assert rest.status_code == 201, rest.text
+    assert rest.json()["refund"]["surcharge_amount"] == "1.23"
+    at_stripe = emulator_refunds(stripe_emulator, intent)
+    ours = (first.json()["refund"]["refund_id"], rest.json()["refund"]["refund_id"])
+    assert {r.metadata["partnerpay_refund_id"]: r.amount for r in at_stripe} == {
+        ours[0]: 4115 + 62,
+        ours[1]: 8230 + 123,
+    }
+    assert sum(r.amount for r in at_stripe) == 12530  # all that was charged, to the cent
+    assert {r.payment_intent for r in at_stripe} == {intent}
+    assert refund(stripe_client, payment["payment_id"], "0.01").status_code == 400
+    (line,) = fetch(stripe_client, invoice["invoice_id"])["payments"]
+    assert line["refunded"] == "123.45"
+
+
+def test_a_refund_stripe_refuses_is_failed_not_an_error(stripe_emulator: StripeEmulator) -> None:
+    settings = Settings(
+        gateway=GatewayName.STRIPE,
+        stripe_secret_key=SECRET_KEY,
+        stripe_publishable_key=PUBLISHABLE_KEY,
+        stripe_webhook_secret="whsec_unused",
+        stripe_api_base=stripe_emulator.base_url,
+    )
+    order = RefundOrder(
+        refund_id=uuid.uuid4(),
+        payment_reference="pi_nothing_of_this_id",
+        amount_minor=100,
+        currency="AUD",
+        idempotency_key=f"partnerpay-refund-{uuid.uuid4()}",
+        account=None,
+    )
+    outcome = StripeGateway(settings).refund(order)
+    assert outcome == RefundOutcome(RefundOutcomeStatus.FAILED)

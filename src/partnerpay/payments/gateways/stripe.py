@@ -9,6 +9,7 @@ Trust money and its Office money land in accounts of their own, never the platfo
 (docs/payments.md). Only this module knows Stripe's objects and errors.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,8 @@ from partnerpay.payments.gateway import (
     RefundOutcomeStatus,
     card_description,
 )
+
+logger = logging.getLogger(__name__)
 
 PAYMENT_STATUSES = {
     "succeeded": OutcomeStatus.SUCCEEDED,
@@ -163,15 +166,22 @@ class StripeGateway:
         return self._outcome(intent.to_dict())
 
     def refund(self, order: RefundOrder) -> RefundOutcome:
+        """A Stripe Refund of the PaymentIntent. One Stripe refuses (the charge already
+        refunded or disputed there, say) refunded nothing: it is ``FAILED``, not an error,
+        and the same key again gets Stripe's same refusal."""
         params: Any = {
             "payment_intent": order.payment_reference,
             "amount": order.amount_minor,
             "metadata": {"partnerpay_refund_id": str(order.refund_id)},
         }
-        with _reaching_stripe():
-            refund = self.client.v1.refunds.create(
-                params=params, options=_options(order.account, order.idempotency_key)
-            )
+        try:
+            with _reaching_stripe():
+                refund = self.client.v1.refunds.create(
+                    params=params, options=_options(order.account, order.idempotency_key)
+                )
+        except stripe.InvalidRequestError as refused:
+            logger.warning("Stripe refused refund %s: %s", order.refund_id, refused)
+            return RefundOutcome(RefundOutcomeStatus.FAILED)
         return _refund_outcome(refund.to_dict())
 
     def refund_outcome(self, reference: str, account: str | None) -> RefundOutcome:

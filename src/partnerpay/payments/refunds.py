@@ -95,35 +95,29 @@ def _not_refundable(detail: str) -> ProblemError:
     return ProblemError(409, "payment_not_refundable", detail, title="Payment not refundable")
 
 
+def _partners_payment(session: Session, partner_id: uuid.UUID, payment_id: str) -> Payment:
+    """One of this partner's payments, read without locks; another partner's is as
+    unknown as a missing one."""
+    payment = session.get(Payment, parse_id(payment_id, "payment"))
+    if payment is not None:
+        model = kind_of(payment.artifact_type).model
+        owner = session.scalar(select(model.partner_id).where(model.id == payment.artifact_id))
+        if owner == partner_id:
+            return payment
+    raise not_found("payment", payment_id)
+
+
 def _locked_for_partner(
     session: Session, partner_id: uuid.UUID, payment_id: str
 ) -> tuple[Payment, Artifact]:
     """One of this partner's payments and its artifact, both locked (the artifact first);
-    another partner's payment is as unknown as a missing one, and its artifact is not
-    locked for the stranger."""
-    payment = session.get(Payment, parse_id(payment_id, "payment"))
-    if payment is None:
-        raise not_found("payment", payment_id)
-    kind = kind_of(payment.artifact_type)
-    owner = session.scalar(
-        select(kind.model.partner_id).where(kind.model.id == payment.artifact_id)
+    a stranger's request locks nothing."""
+    payment = _partners_payment(session, partner_id, payment_id)
+    artifact: Artifact = artifacts.locked(
+        session, kind_of(payment.artifact_type), payment.artifact_id
     )
-    if owner != partner_id:
-        raise not_found("payment", payment_id)
-    artifact: Artifact = artifacts.locked(session, kind, payment.artifact_id)
     session.refresh(payment, with_for_update=True)
     return payment, artifact
-
-
-def _visible_payment(session: Session, partner_id: uuid.UUID, payment_id: str) -> Payment:
-    """One of this partner's payments, read without locks (for a list)."""
-    payment = session.get(Payment, parse_id(payment_id, "payment"))
-    if payment is not None:
-        kind = kind_of(payment.artifact_type)
-        artifact = session.get(kind.model, payment.artifact_id)
-        if artifact is not None and artifact.partner_id == partner_id:
-            return payment
-    raise not_found("payment", payment_id)
 
 
 def _earlier_refund(session: Session, payment: Payment, attempt: Attempt) -> Refund | None:
@@ -286,7 +280,7 @@ def refund_payment(
 def list_refunds(session: Session, partner_id: uuid.UUID, payment_id: str) -> list[Refund]:
     """A payment's refunds, oldest first (the order they were made in, which is the
     order they took their shares of it)."""
-    payment = _visible_payment(session, partner_id, payment_id)
+    payment = _partners_payment(session, partner_id, payment_id)
     return list(
         session.scalars(
             select(Refund)

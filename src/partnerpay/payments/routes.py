@@ -205,7 +205,19 @@ IdempotencyKey = Annotated[
     "/{payment_id}/refunds",
     summary="Refund a payment",
     status_code=201,
-    responses=problem_responses(400, 404, 409, 503),
+    responses={
+        201: {
+            "description": "The refund made, or the one this Idempotency-Key made before",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when the refund was made by an earlier request "
+                    "with this Idempotency-Key",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **problem_responses(400, 404, 409, 503),
+    },
     response_model=RefundResponse,
 )
 def refund_payment(

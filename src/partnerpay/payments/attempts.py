@@ -1,13 +1,20 @@
 """What every request that moves money shares, payments and refunds alike: how it names its
 attempt (a key, and the fingerprint of the request sent with it), the 409 for a key sent
-again with another request, and the 503 for a processor whose answer is not known.
+again with another request, the 503 for a processor whose answer is not known, and
+which of our records a processor's notification is about.
 
 Kept apart from :mod:`partnerpay.payments.service` so that
 :mod:`partnerpay.payments.refunds`, which that module calls, can use them too.
 """
 
+import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partnerpay.payments.gateway import PaymentGateway, ProcessorEvent
+from partnerpay.payments.models import Payment, Refund
 from partnerpay.problems import FieldError, ProblemError
 
 
@@ -54,3 +61,26 @@ def gateway_unavailable(key_field: str = "idempotency_key") -> ProblemError:
         title="Payment processor unavailable",
         headers={"Retry-After": "5"},
     )
+
+
+def id_of_event(
+    session: Session,
+    model: type[Payment] | type[Refund],
+    gateway: PaymentGateway,
+    event: ProcessorEvent,
+    metadata_key: str,
+) -> uuid.UUID | None:
+    """The payment (or refund) a processor's notification is about: found by the
+    processor's id of it, or by our id in its metadata; ``None`` if we have no such."""
+    found = session.scalars(
+        select(model.id).where(
+            model.gateway == gateway.name, model.processor_reference == event.reference
+        )
+    ).first()
+    if found is not None:
+        return found
+    named = event.metadata.get(metadata_key)
+    try:
+        return uuid.UUID(named) if named and session.get(model, uuid.UUID(named)) else None
+    except ValueError:
+        return None

@@ -29,7 +29,7 @@ from partnerpay.db import utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.money import format_minor, share_of, to_minor
-from partnerpay.payments.attempts import Attempt, gateway_unavailable, key_reused
+from partnerpay.payments.attempts import Attempt, gateway_unavailable, id_of_event, key_reused
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
     GatewayUnavailableError,
@@ -348,23 +348,6 @@ def reconcile_refund(
     return _apply_outcome(session, artifact, refund, outcome, pay_base_url)
 
 
-def _refund_of_event(
-    session: Session, gateway: PaymentGateway, event: ProcessorEvent
-) -> uuid.UUID | None:
-    refund_id = session.scalars(
-        select(Refund.id).where(
-            Refund.gateway == gateway.name, Refund.processor_reference == event.reference
-        )
-    ).first()
-    if refund_id is not None:
-        return refund_id
-    named = event.metadata.get("partnerpay_refund_id")
-    try:
-        return uuid.UUID(named) if named and session.get(Refund, uuid.UUID(named)) else None
-    except ValueError:
-        return None
-
-
 def apply_refund_event(
     session: Session, gateway: PaymentGateway, event: ProcessorEvent, pay_base_url: str
 ) -> bool:
@@ -372,7 +355,7 @@ def apply_refund_event(
     as handled by its id); one about a refund we do not know is left alone."""
     if event.refund_outcome is None:
         return False
-    refund_id = _refund_of_event(session, gateway, event)
+    refund_id = id_of_event(session, Refund, gateway, event, "partnerpay_refund_id")
     if refund_id is None:
         return False
     refund, artifact = _locked_refund(session, refund_id)

@@ -30,7 +30,7 @@ from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, SettlementAccount
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments import refunds
-from partnerpay.payments.attempts import Attempt, gateway_unavailable, key_reused
+from partnerpay.payments.attempts import Attempt, gateway_unavailable, id_of_event, key_reused
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
     CardToken,
@@ -529,23 +529,6 @@ def _record_processor_event(session: Session, gateway: PaymentGateway, event_id:
     return True
 
 
-def _payment_of_event(
-    session: Session, gateway: PaymentGateway, event: ProcessorEvent
-) -> uuid.UUID | None:
-    payment_id = session.scalars(
-        select(Payment.id).where(
-            Payment.gateway == gateway.name, Payment.processor_reference == event.reference
-        )
-    ).first()
-    if payment_id is not None:
-        return payment_id
-    named = event.metadata.get("partnerpay_payment_id")
-    try:
-        return uuid.UUID(named) if named and session.get(Payment, uuid.UUID(named)) else None
-    except ValueError:
-        return None
-
-
 def handle_processor_event(
     session: Session, gateway: PaymentGateway, event: ProcessorEvent, pay_base_url: str
 ) -> bool:
@@ -558,7 +541,7 @@ def handle_processor_event(
         return refunds.apply_refund_event(session, gateway, event, pay_base_url)
     if event.kind != ProcessorEventKind.PAYMENT or event.payment_outcome is None:
         return False
-    payment_id = _payment_of_event(session, gateway, event)
+    payment_id = id_of_event(session, Payment, gateway, event, "partnerpay_payment_id")
     if payment_id is None:
         return False
     payment, artifact = _locked_payment(session, payment_id)

@@ -1,7 +1,7 @@
 """What every request that moves money shares, payments and refunds alike: how it names its
 attempt (a key, and the fingerprint of the request sent with it), the 409 for a key sent
 again with another request, the 503 for a processor whose answer is not known, and
-which of our records a processor's notification is about.
+which of our records a processor's notification, or a reconciliation, is about.
 
 Kept apart from :mod:`partnerpay.payments.service` so that
 :mod:`partnerpay.payments.refunds`, which that module calls, can use them too.
@@ -84,3 +84,22 @@ def id_of_event(
         return uuid.UUID(named) if named and session.get(model, uuid.UUID(named)) else None
     except ValueError:
         return None
+
+
+def unsettled_ids(
+    session: Session,
+    model: type[Payment] | type[Refund],
+    statuses: frozenset[str],
+    gateway_name: str,
+) -> list[uuid.UUID]:
+    """This gateway's payments (or refunds) in one of ``statuses``, whose outcome the
+    processor has still to give."""
+    return list(
+        session.scalars(
+            select(model.id).where(
+                model.gateway == gateway_name,
+                model.status.in_(statuses),
+                model.processor_reference.is_not(None),
+            )
+        )
+    )

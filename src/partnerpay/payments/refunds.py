@@ -29,7 +29,13 @@ from partnerpay.db import utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.money import format_minor, share_of, to_minor
-from partnerpay.payments.attempts import Attempt, gateway_unavailable, id_of_event, key_reused
+from partnerpay.payments.attempts import (
+    Attempt,
+    gateway_unavailable,
+    id_of_event,
+    key_reused,
+    unsettled_ids,
+)
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
     GatewayUnavailableError,
@@ -321,15 +327,7 @@ def _apply_outcome(
 
 def unsettled_refund_ids(session: Session, gateway_name: str) -> list[uuid.UUID]:
     """This gateway's refunds whose outcome is still to come."""
-    return list(
-        session.scalars(
-            select(Refund.id).where(
-                Refund.gateway == gateway_name,
-                Refund.status.in_(UNSETTLED_REFUND_STATUSES),
-                Refund.processor_reference.is_not(None),
-            )
-        )
-    )
+    return unsettled_ids(session, Refund, UNSETTLED_REFUND_STATUSES, gateway_name)
 
 
 def reconcile_refund(

@@ -30,7 +30,13 @@ from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, SettlementAccount
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments import refunds
-from partnerpay.payments.attempts import Attempt, gateway_unavailable, id_of_event, key_reused
+from partnerpay.payments.attempts import (
+    Attempt,
+    gateway_unavailable,
+    id_of_event,
+    key_reused,
+    unsettled_ids,
+)
 from partnerpay.payments.fingerprints import fingerprint
 from partnerpay.payments.gateway import (
     CardToken,
@@ -486,17 +492,8 @@ def confirm_payment(
 
 
 def unsettled_payment_ids(session: Session, gateway_name: str) -> list[uuid.UUID]:
-    """This gateway's payments whose outcome is still to come (debits clearing, cards
-    waiting for 3-D Secure)."""
-    return list(
-        session.scalars(
-            select(Payment.id).where(
-                Payment.gateway == gateway_name,
-                Payment.status.in_(UNSETTLED_STATUSES),
-                Payment.processor_reference.is_not(None),
-            )
-        )
-    )
+    """This gateway's payments whose outcome is still to come."""
+    return unsettled_ids(session, Payment, UNSETTLED_STATUSES, gateway_name)
 
 
 def reconcile_payment(

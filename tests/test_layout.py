@@ -3,7 +3,8 @@
 jobs/ is infrastructure and knows no domain; events/ (the outbox) knows none of the
 domains that emit events, nor webhooks/, which sends them; artifacts/ is the core of every
 payable artifact; payments/ reaches artifacts through it; invoices/ (an artifact kind)
-builds on both; paypage/ on all of them."""
+builds on both; paypage/ on all of them. ledger/ (the books) builds on artifacts/ and
+knows no payment: payments/ write to it; payouts/ and transactions/ read them all."""
 
 import ast
 from pathlib import Path
@@ -13,13 +14,26 @@ import pytest
 import partnerpay
 
 SOURCE = Path(partnerpay.__file__).parent
-DOMAINS = {"artifacts", "events", "firms", "invoices", "payments", "paypage", "webhooks"}
+DOMAINS = {
+    "artifacts",
+    "events",
+    "firms",
+    "invoices",
+    "ledger",
+    "payments",
+    "paypage",
+    "payouts",
+    "transactions",
+    "webhooks",
+}
 NOT_IMPORTED_BY = {
     "jobs": DOMAINS,
     "events": DOMAINS - {"events"},
-    "artifacts": {"invoices", "payments", "paypage"},
-    "payments": {"invoices", "paypage"},
-    "invoices": {"paypage"},
+    "artifacts": {"invoices", "ledger", "payments", "paypage", "payouts", "transactions"},
+    "ledger": {"invoices", "payments", "paypage", "payouts", "transactions"},
+    "payments": {"invoices", "paypage", "payouts", "transactions"},
+    "invoices": {"paypage", "payouts", "transactions"},
+    "payouts": {"transactions"},
 }
 
 

@@ -60,6 +60,8 @@ def test_topics_are_listed(client: httpx.Client) -> None:
             "payment.succeeded",
             "payment.failed",
             "payment.refunded",
+            "payout.created",
+            "payout.updated",
         ]
     }
 

@@ -31,14 +31,18 @@ from partnerpay.payments.routes import (
     processor_router,
     refunds_router,
 )
+from partnerpay.payouts.routes import router as payouts_router
 from partnerpay.paypage.routes import STATIC_DIR
 from partnerpay.paypage.routes import router as paypage_router
 from partnerpay.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers, problem_responses
 from partnerpay.processes import freeze_startup_objects
+from partnerpay.transactions.routes import router as transactions_router
+from partnerpay.transactions.routes import v4_router as transactions_v4_router
 from partnerpay.webhooks.routes import webhooks_router
 from partnerpay.wire import ModelResponse, WireModel
 
 PARTNER_API_PREFIX = "/api/v3/partner"
+PARTNER_API_V4_PREFIX = "/api/v4/partner"
 
 DESCRIPTION = """
 The Partner API lets a practice-management system raise invoices for the firms it serves
@@ -70,6 +74,15 @@ def _partner_api() -> APIRouter:
     router.include_router(webhooks_router)
     router.include_router(events_router)
     router.include_router(partners_router)
+    router.include_router(transactions_router)
+    router.include_router(payouts_router)
+    return router
+
+
+def _partner_api_v4() -> APIRouter:
+    """The routes FeeWise has moved to its v4 API."""
+    router = APIRouter(prefix=PARTNER_API_V4_PREFIX, responses=problem_responses(401, 429))
+    router.include_router(transactions_v4_router)
     return router
 
 
@@ -168,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth_failure_limit = RateLimit(settings.auth_failure_rate_limit)
     install_problem_handlers(app)
     app.include_router(_partner_api())
+    app.include_router(_partner_api_v4())
     app.include_router(pay_router)
     app.include_router(processor_router)
     app.include_router(paypage_router)

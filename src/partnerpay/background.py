@@ -8,6 +8,7 @@ adds its import here.
 """
 
 import partnerpay.payments.tasks  # registers reconciliation
+import partnerpay.payouts.tasks  # registers the payout run
 import partnerpay.webhooks.tasks  # noqa: F401  (registers webhook delivery)
 from partnerpay.config import Settings
 from partnerpay.db import Database

@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from partnerpay.artifacts.models import PaymentMethod
 from partnerpay.background import job_runner
 from partnerpay.config import (
     ConfigurationError,
@@ -28,12 +29,16 @@ from partnerpay.firms import service as firms
 from partnerpay.firms.models import FirmStatus
 from partnerpay.firms.schemas import FirmCreate, FirmOut
 from partnerpay.invoices import kind as _invoices  # noqa: F401  (payments reach invoices by it)
-from partnerpay.money import Currency
+from partnerpay.ledger.models import Payout, PayoutStatus
+from partnerpay.ledger.pricing import set_firm_pricing as set_pricing
+from partnerpay.money import Currency, format_minor
 from partnerpay.observability import LOGGING_CONFIG, MULTIPROCESS_ENV
 from partnerpay.partners import service as partners
 from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
 from partnerpay.payments.gateways import gateway_for
+from partnerpay.payouts import service as payouts
+from partnerpay.payouts.verification import verify_ledger
 from partnerpay.problems import ProblemError, field_path
 from partnerpay.processes import freeze_startup_objects
 from partnerpay.protocol import LimitedHttpToolsProtocol
@@ -272,3 +277,100 @@ def set_firm_status(firm_id: str, status: FirmStatus) -> None:
         _fail(error)
     finally:
         database.dispose()
+
+
+@admin_app.command("set-firm-pricing")
+def set_firm_pricing(
+    firm_id: str,
+    method: Annotated[PaymentMethod, typer.Option(help="The payment method priced.")],
+    percent: Annotated[str, typer.Option(help='Of what the client is charged: "1.75".')],
+    fixed: Annotated[str, typer.Option(help='Per payment, in the currency: "0.30".')] = "0",
+) -> None:
+    """Price a payment method for a firm: the platform's fee for each payment made from
+    now on, charged to the firm's Office account (never to Trust money)."""
+    database = _database()
+    try:
+        with database.unit_of_work() as session:
+            pricing = set_pricing(session, firm_id, method, percent, fixed)
+            fixed_fee = format_minor(pricing.fixed_minor)
+            typer.echo(f"firm {pricing.firm_id} pays {pricing.percent}% + {fixed_fee} per {method}")
+    except ProblemError as error:
+        _fail(error)
+    finally:
+        database.dispose()
+
+
+@admin_app.command("run-payouts")
+def run_payouts(
+    firm_id: Annotated[
+        uuid.UUID | None, typer.Option("--firm-id", help="Only this firm's accounts.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pay out every settlement account's money not yet paid out: a payout per account
+    and currency whose balance is above zero (a balance at or below zero is carried to the
+    next run)."""
+    settings = get_settings()
+    database = _database()
+    try:
+        made = payouts.run_payouts(database, settings, firm_id)
+    finally:
+        database.dispose()
+    if as_json:
+        typer.echo(json.dumps({"payouts": [_payout_line(payout) for payout in made]}))
+        return
+    for payout in made:
+        typer.echo(" ".join(str(value) for value in _payout_line(payout).values()))
+    typer.echo(f"made {len(made)} payout(s)")
+
+
+def _payout_line(payout: Payout) -> dict[str, str]:
+    return {
+        "payout_id": str(payout.id),
+        "payout_reference": payout.payout_reference,
+        "account_id": str(payout.account_id),
+        "payout_total": format_minor(payout.total_minor),
+        "currency": payout.currency,
+    }
+
+
+@admin_app.command("set-payout-status")
+def set_payout_status(payout_id: str, status: PayoutStatus) -> None:
+    """Record what the bank did with a payout (Paid)."""
+    database = _database()
+    try:
+        with database.unit_of_work() as session:
+            payout = payouts.set_payout_status(session, payout_id, status)
+            typer.echo(f"payout {payout.id} is {payout.status}")
+    except ProblemError as error:
+        _fail(error)
+    finally:
+        database.dispose()
+
+
+@admin_app.command("verify-ledger")
+def verify_ledger_command(as_json: JsonFlag = False) -> None:
+    """Check that every account's ledger entries sum to what was paid out of it plus what
+    is pending, and that the ledger agrees with every payment, refund and payout; exit 1
+    naming each disagreement."""
+    database = _database()
+    try:
+        with database.session(read_only=True) as session:
+            report = verify_ledger(session)
+    finally:
+        database.dispose()
+    if as_json:
+        accounts = [books.wire() for books in report.accounts]
+        typer.echo(json.dumps({"ok": report.ok, "accounts": accounts, "problems": report.problems}))
+    else:
+        for books in report.accounts:
+            typer.echo(
+                f"{books.account_type} {books.account_id} {books.currency}: received "
+                f"{format_minor(books.received)} = paid out {format_minor(books.paid_out)}"
+                f" + pending {format_minor(books.pending)}"
+            )
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        typer.echo("ledger verified" if report.ok else f"{len(report.problems)} problem(s)")
+    if not report.ok:
+        raise typer.Exit(code=1)

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(
         default=300.0, gt=0, description="seconds between asks about unsettled payments"
     )
+    payout_interval: float = Field(
+        default=86_400.0, gt=0, description="seconds between payout runs"
+    )
 
     @field_validator("webhook_retry_schedule")
     @classmethod

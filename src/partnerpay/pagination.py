@@ -1,11 +1,15 @@
-"""Newest-first keyset pagination over ``(created_at, id)``, shared by every list route."""
+"""List pagination: newest-first keyset pages over ``(created_at, id)`` for partnerpay's
+own lists, and FeeWise's numbered pages (``page``, ``page_size``, a sort field and order)
+for the FeeWise lists of transactions and payouts."""
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from partnerpay.wire import decode_cursor, encode_cursor
@@ -48,3 +52,50 @@ def newest_first_page(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if has_more else None
     return Page(items=rows, has_more=has_more, next_cursor=next_cursor)
+
+
+# --- FeeWise's numbered pages -----------------------------------------------------------
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+class SortOrder(StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@dataclass(frozen=True)
+class NumberedPage(Generic[Item]):
+    """One page of a sorted list, numbered from 1, and how many there are in all."""
+
+    items: list[Item]
+    page: int
+    page_size: int
+    total: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(math.ceil(self.total / self.page_size), 1)
+
+
+def numbered_page(
+    session: Session,
+    statement: Select[*tuple[Any, ...]],
+    sort_key: ColumnElement[Any] | InstrumentedAttribute[Any],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    *,
+    order: SortOrder,
+    page: int,
+    page_size: int,
+) -> NumberedPage[Any]:
+    """Page ``page`` of ``statement``'s rows in ``sort_key``'s order, ties broken by id so
+    that every row is on exactly one page however many share a sort value."""
+    total = session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    ordering = [sort_key, row_id]
+    rows = session.execute(
+        statement.order_by(*(c.asc() if order == SortOrder.ASC else c.desc() for c in ordering))
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return NumberedPage(list(rows.unique()), page, page_size, int(total or 0))

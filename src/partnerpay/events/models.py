@@ -20,6 +20,8 @@ class Topic(StrEnum):
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_REFUNDED = "payment.refunded"
+    PAYOUT_CREATED = "payout.created"
+    PAYOUT_UPDATED = "payout.updated"
 
 
 class WebhookStatus(StrEnum):

@@ -12,6 +12,12 @@ ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MetadataValue = Annotated[str, StringConstraints(max_length=500)]
 
 
+def masked_account_number(number: str) -> str:
+    """An account number as the Partner API shows it: all but its last three characters
+    hidden. Only the operator sees whole numbers."""
+    return "*" * max(len(number) - 3, 0) + number[-3:]
+
+
 class AccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

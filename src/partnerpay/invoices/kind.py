@@ -16,7 +16,7 @@ def _resource(session: Session, invoice: Invoice, pay_base_url: str) -> dict[str
     """The invoice as it now is, its payments read afresh (one was just taken) and its
     refunds read again when next wanted (one may just have been made)."""
     session.refresh(invoice, ["payments"])
-    session.expire(invoice, ["refunds"])
+    session.expire(invoice, ["refunds", "paid_out_entries"])
     return InvoiceOut.of(invoice, pay_base_url).wire()
 
 

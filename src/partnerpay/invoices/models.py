@@ -1,11 +1,12 @@
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, and_, select
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from partnerpay.artifacts.models import Artifact, ArtifactType
 from partnerpay.db import Base
+from partnerpay.ledger.models import LedgerEntry, PayoutEntry
 from partnerpay.payments.models import (
     ACCEPTED_STATUSES,
     REFUNDED_STATUSES,
@@ -44,6 +45,13 @@ class Invoice(Artifact, Base):
     refunds: Mapped[list[Refund]] = relationship(
         primaryjoin="foreign(Refund.artifact_id) == Invoice.id", viewonly=True
     )
+    paid_out_entries: Mapped[list[LedgerEntry]] = relationship(
+        primaryjoin=lambda: and_(
+            foreign(LedgerEntry.artifact_id) == Invoice.id,
+            LedgerEntry.id.in_(select(PayoutEntry.entry_id)),
+        ),
+        viewonly=True,
+    )
 
     @property
     def accepted_payments(self) -> list[Payment]:
@@ -63,6 +71,16 @@ class Invoice(Artifact, Base):
             refund.refund_minor
             for refund in self.refunds
             if refund.payment_id == payment.id and refund.status in REFUNDED_STATUSES
+        )
+
+    def paid_out_minor_of(self, payment: Payment) -> int:
+        """What of a payment has been paid out to the firm, over every account its money
+        went to (its amount, surcharge and fee, less its refunds): read from the ledger
+        only for a payment the gateway took."""
+        if payment.gateway is None:
+            return 0
+        return sum(
+            entry.amount_minor for entry in self.paid_out_entries if entry.payment_id == payment.id
         )
 
     @property

@@ -17,7 +17,7 @@ from partnerpay.artifacts.models import ArtifactStatus, PaymentMethod, Surcharge
 from partnerpay.firms.models import AccountType
 from partnerpay.invoices.models import Invoice
 from partnerpay.money import AmountString, Currency, PercentString, format_minor
-from partnerpay.payments.schemas import PaymentOut
+from partnerpay.payments.schemas import ArtifactPayment, PaymentOut
 from partnerpay.wire import InputTimestamp, Timestamp, WireModel
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
@@ -120,20 +120,6 @@ class AdjustAmountIn(BaseModel):
     new_amount: AmountString
 
 
-class InvoicePayment(WireModel):
-    transaction_id: uuid.UUID
-    payment_id: uuid.UUID
-    payment_type: str
-    artifact_id: uuid.UUID
-    artifact_type: str = "Invoice"
-    external_id: str | None = None
-    received: str
-    refunded: str
-    paid_out: str
-    currency: Currency
-    date: Timestamp
-
-
 class InvoiceOut(WireModel):
     invoice_id: uuid.UUID
     firm_id: uuid.UUID
@@ -155,7 +141,7 @@ class InvoiceOut(WireModel):
     payment_methods_override: list[PaymentMethod] | None = None
     surcharge_choice_override: SurchargeChoice
     payment_redirect_url: str | None = None
-    payments: list[InvoicePayment] = Field(default_factory=list)
+    payments: list[ArtifactPayment] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -180,7 +166,7 @@ class InvoiceOut(WireModel):
             line_items=[LineItemFields.model_validate(item) for item in invoice.line_items] or None,
             notes=invoice.notes,
             payments=[
-                InvoicePayment(
+                ArtifactPayment(
                     transaction_id=payment.transaction_id,
                     payment_id=payment.id,
                     payment_type=payment.payment_type,
@@ -189,7 +175,7 @@ class InvoiceOut(WireModel):
                     external_id=payment.external_id,
                     received=format_minor(payment.amount_minor),
                     refunded=format_minor(invoice.refunded_minor_of(payment)),
-                    paid_out=format_minor(0),
+                    paid_out=format_minor(invoice.paid_out_minor_of(payment)),
                     currency=Currency(payment.currency),
                     date=payment.created_at,
                 )

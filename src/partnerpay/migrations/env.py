@@ -13,6 +13,7 @@ from partnerpay.events import models as _events  # noqa: F401  (registers tables
 from partnerpay.firms import models as _firms  # noqa: F401
 from partnerpay.invoices import models as _invoices  # noqa: F401
 from partnerpay.jobs import models as _jobs  # noqa: F401
+from partnerpay.ledger import models as _ledger  # noqa: F401
 from partnerpay.partners import models as _partners  # noqa: F401
 from partnerpay.payments import models as _payments  # noqa: F401
 

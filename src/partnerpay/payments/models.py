@@ -34,6 +34,12 @@ class Payment(Base):
     and ``processor_account`` the gateway account it was taken into. A payment that
     ``RequiresAction`` waits for the payer (3-D Secure) and counts for nothing yet.
 
+    ``settlement_account_id`` is the account the payment was made to (its artifact's at the
+    time: an unpaid artifact may be moved to another account later). ``fee_minor`` is the
+    platform's fee for taking it, priced when it was made
+    (:mod:`partnerpay.ledger.pricing`) and charged to the firm's Office account once it
+    succeeds; a payment received elsewhere pays none.
+
     Only the card's brand and last four digits are kept (in ``method_detail``);
     ``request_fingerprint`` is a keyed hash of the request that made the payment (see
     :mod:`partnerpay.payments.fingerprints`), so that a retry can be told from another
@@ -58,6 +64,8 @@ class Payment(Base):
     method_detail: Mapped[str | None] = mapped_column(String(100))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     surcharge_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    settlement_account_id: Mapped[uuid.UUID | None]
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16))
     decline_code: Mapped[str | None] = mapped_column(String(50))

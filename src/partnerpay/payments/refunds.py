@@ -28,6 +28,7 @@ from partnerpay.artifacts.models import Artifact
 from partnerpay.db import utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
+from partnerpay.ledger import service as ledger
 from partnerpay.money import format_minor, share_of, to_minor
 from partnerpay.payments.attempts import (
     Attempt,
@@ -203,9 +204,10 @@ _REFUNDED = select(func.coalesce(func.sum(Refund.refund_minor), 0)).where(
 
 
 def _report(session: Session, artifact: Artifact, refund: Refund, pay_base_url: str) -> None:
-    """Report a refund made or changed (``payment.refunded``, the refund as it now is) and
-    bring its artifact's refunded amount up to date through the artifact core, reporting
-    the artifact too when that changed it."""
+    """Report a refund made or changed (``payment.refunded``, the refund as it now is),
+    bring the ledger up to date with it, and its artifact's refunded amount through the
+    artifact core, reporting the artifact too when that changed it."""
+    ledger.follow_refund(session, refund, counted=refund.status in REFUNDED_STATUSES)
     session.flush()
     resource = refund_out(refund).wire()
     emit_event(session, artifact.partner_id, Topic.PAYMENT_REFUNDED, artifact.external_id, resource)

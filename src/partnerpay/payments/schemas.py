@@ -190,6 +190,23 @@ class ExternalPaymentIn(BaseModel):
         }
 
 
+class ArtifactPayment(WireModel):
+    """A payment as an artifact and a payout show it (FeeWise's Payment): what was
+    received of the client, refunded to them, and paid out to the firm for it."""
+
+    transaction_id: uuid.UUID
+    payment_id: uuid.UUID
+    payment_type: str
+    artifact_id: uuid.UUID
+    artifact_type: str = "Invoice"
+    external_id: str | None = None
+    received: str
+    refunded: str
+    paid_out: str
+    currency: Currency
+    date: Timestamp
+
+
 class PaymentOut(WireModel):
     payment_id: uuid.UUID
     invoice_id: uuid.UUID

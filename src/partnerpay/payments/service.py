@@ -28,6 +28,8 @@ from partnerpay.db import Database, utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import Firm, SettlementAccount
+from partnerpay.ledger import service as ledger
+from partnerpay.ledger.pricing import fee_minor
 from partnerpay.money import format_minor, percent_of, to_minor
 from partnerpay.payments import refunds
 from partnerpay.payments.attempts import (
@@ -318,6 +320,8 @@ def pay_invoice(
         method_detail=outcome.method_detail,
         amount_minor=charge.amount_minor,
         surcharge_minor=charge.surcharge_minor,
+        fee_minor=fee_minor(session, invoice.firm_id, charge.method, charge.total_minor),
+        settlement_account_id=invoice.settlement_account_id,
         currency=invoice.currency,
         status=PAYMENT_STATUSES[outcome.status],
         decline_code=outcome.decline_code,
@@ -367,10 +371,12 @@ def _apply_payment(
     session: Session, artifact: Artifact, payment: Payment, pay_base_url: str
 ) -> None:
     """Bring the artifact up to date with its payments, through the artifact core, and
-    report both changes."""
+    report both changes; a payment the gateway has taken goes into the ledger."""
     session.flush()
     artifacts.apply_payment(artifact, _received(session, artifact))
     if payment.status == PaymentStatus.SUCCESSFUL:
+        if payment.gateway is not None:
+            ledger.record_payment(session, artifact, payment)
         _emit_payment(session, artifact, payment, Topic.PAYMENT_SUCCEEDED)
     artifacts.report_change(session, artifact, pay_base_url)
 
@@ -403,6 +409,7 @@ def record_external_payment(
         payment_type=data.payment_type,
         amount_minor=amount_minor,
         currency=invoice.currency,
+        settlement_account_id=invoice.settlement_account_id,
         status=PaymentStatus.SUCCESSFUL,
         external_id=data.external_id,
         details=data.details,

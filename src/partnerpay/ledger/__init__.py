@@ -1,0 +1,1 @@
+"""The ledger: every movement of a firm's money, the only source of its balances."""

@@ -1,0 +1,1 @@
+"""Transactions: FeeWise's view of the money clients paid in, payment by payment."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from partnerpay.config import Settings
@@ -21,6 +22,7 @@ from partnerpay.payments import service as payments
 from partnerpay.payments.gateways.sandbox import SandboxGateway
 from partnerpay.payments.models import Payment
 from partnerpay.payments.schemas import ExternalPaymentIn, PaymentIn, RefundIn
+from partnerpay.payouts.verification import verify_ledger
 from tests.conftest import throwaway_postgres_database
 from tests.support import Firm, Partner, create_firm, create_partner, invoice_body
 
@@ -208,5 +210,39 @@ def test_refunds_go_with_a_downgrade_and_invoices_come_back_with_nothing_refunde
             )
             assert again.artifact.refunded_minor == 12345
         assert _refunded_line(database, partner, invoice_id) == "123.45"
+    finally:
+        database.dispose()
+
+
+def test_the_ledger_starts_with_the_money_already_taken(own_database_url: str) -> None:
+    """0011 adds the ledger; going down drops it and keeps payments and refunds, and coming
+    back up writes the entries of every successful gateway payment and counted refund, so
+    the ledger verifies and the money is there to pay out."""
+    upgrade_database(own_database_url)
+    database = Database(own_database_url)
+    try:
+        settings = Settings(database_url=own_database_url)
+        partner = create_partner(database)
+        firm = create_firm(database, partner)
+        _paid_and_refunded(database, settings, partner, firm)
+        database.engine.dispose()
+
+        config = alembic_config(own_database_url)
+        before_ledger = ScriptDirectory.from_config(config).get_revision("0011").down_revision
+        assert isinstance(before_ledger, str)
+        command.downgrade(config, before_ledger)
+        assert "ledger_entries" not in inspect(database.engine).get_table_names()
+        database.engine.dispose()
+
+        upgrade_database(own_database_url)
+        with database.session(read_only=True) as session:
+            report = verify_ledger(session)
+            assert report.problems == []
+            (books,) = report.accounts
+            assert (books.received, books.pending, books.paid_out) == (
+                12345 - 1000,
+                12345 - 1000,
+                0,
+            )
     finally:
         database.dispose()

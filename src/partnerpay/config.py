@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     payout_interval: float = Field(
         default=86_400.0, gt=0, description="seconds between payout runs"
     )
+    # The platform's own account payouts are paid from, as its bank knows it, for the ABA
+    # files of AUD payouts (payouts/bankfiles.py). The defaults are sandbox values that no
+    # bank would take; production refuses to write a file with any of them.
+    aba_institution: str = Field(default="CBA", description="the bank's 3-letter abbreviation")
+    aba_user_name: str = Field(default="PARTNERPAY SANDBOX", description="user preferred name")
+    aba_user_id: str = Field(default="000000", description="6-digit APCA user id")
+    aba_bsb: str = "000-000"
+    aba_account_number: str = "123456789"
+    aba_remitter_name: str = Field(default="PARTNERPAY TEST", description="on payees' statements")
 
     @field_validator("webhook_retry_schedule")
     @classmethod

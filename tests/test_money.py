@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from partnerpay.ledger.models import Payout
 from partnerpay.ledger.pricing import set_firm_pricing
 from partnerpay.ledger.service import pending
 from partnerpay.payouts import service as payouts
+from partnerpay.payouts.bankfiles import read_aba, read_payouts_csv
 from partnerpay.payouts.verification import verify_ledger
 from tests.support import (
     API,
@@ -504,3 +506,46 @@ def test_the_ledger_balances_after_payments_refunds_and_payout_runs_race(
         assert trust.pending <= 0
         assert trust.paid_out == trust.received - trust.pending
         assert 12000 - 2000 <= trust.received <= 12000  # one 20.00 payment is refunded
+
+
+def test_exported_bank_files_pay_each_payout_once_with_their_totals_right(
+    client: httpx.Client,
+    anonymous: httpx.Client,
+    partner: Partner,
+    database: Database,
+    server: Server,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    firm = priced_firm(database, partner)
+    for settlement_account, currency in (("Office", "AUD"), ("Trust", "AUD"), ("Trust", "USD")):
+        invoice = new_invoice(
+            client, firm, amount="25.00", settlement_account=settlement_account, currency=currency
+        )
+        assert pay(anonymous, invoice["invoice_id"]).status_code == 200
+    made = {p["payout_reference"]: p for p in run_payouts(server, database_url, firm)}
+    assert sorted(p["currency"] for p in made.values()) == ["AUD", "AUD", "USD"]
+
+    exported = admin(server, database_url, "export-payouts", "--output", str(tmp_path))
+    assert exported.returncode == 0, exported.stderr
+    (aba_path,) = tmp_path.glob("*-AUD.aba")
+    aba = read_aba(aba_path.read_bytes().decode("ascii"))  # the reader checks the totals
+    ours = {e.lodgement_reference: e for e in aba.entries if e.lodgement_reference in made}
+    aud = {ref: p for ref, p in made.items() if p["currency"] == "AUD"}
+    assert {ref: e.amount_minor for ref, e in ours.items()} == {
+        ref: cents(p["payout_total"]) for ref, p in aud.items()
+    }
+    assert all(e.transaction_code == "50" for e in ours.values())
+    assert aba.credit_total_minor == aba.debit_total_minor  # balanced by the remitter's debit
+    (csv_path,) = tmp_path.glob("*-USD.csv")
+    (usd,) = [
+        line
+        for line in read_payouts_csv(csv_path.read_text()).lines
+        if line.payout_reference in made
+    ]
+    assert (usd.currency, usd.amount_minor) == ("USD", 2500)
+
+    again = tmp_path / "again"
+    assert admin(server, database_url, "export-payouts", "--output", str(again)).returncode == 0
+    for path in again.iterdir():
+        assert not any(ref in path.read_text() for ref in made), path

@@ -7,6 +7,7 @@ import signal
 import tempfile
 import threading
 import uuid
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import prometheus_client
@@ -23,7 +24,7 @@ from partnerpay.config import (
     Settings,
     get_settings,
 )
-from partnerpay.db import Database, upgrade_database
+from partnerpay.db import Database, upgrade_database, utcnow
 from partnerpay.demo import sandbox_account, seed_demo
 from partnerpay.firms import service as firms
 from partnerpay.firms.models import FirmStatus
@@ -38,6 +39,7 @@ from partnerpay.partners.models import Partner
 from partnerpay.payments import service as payments
 from partnerpay.payments.gateways import gateway_for
 from partnerpay.payouts import service as payouts
+from partnerpay.payouts.bankfiles import remitter_from_settings
 from partnerpay.payouts.verification import verify_ledger
 from partnerpay.problems import ProblemError, field_path
 from partnerpay.processes import freeze_startup_objects
@@ -332,6 +334,51 @@ def _payout_line(payout: Payout) -> dict[str, str]:
         "payout_total": format_minor(payout.total_minor),
         "currency": payout.currency,
     }
+
+
+@admin_app.command("export-payouts")
+def export_payouts(
+    output: Annotated[Path, typer.Option(help="The directory the files are written to.")],
+) -> None:
+    """Write the bank files of every submitted payout not yet exported: an ABA (direct
+    entry) file for AUD payouts, a CSV for each other currency. Each payout is exported
+    once; the files are checked by reading them back."""
+    settings = get_settings()
+    try:
+        remitter = remitter_from_settings(settings)
+    except ConfigurationError as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(code=2) from refused
+    output.mkdir(parents=True, exist_ok=True)
+    database = _database()
+    written: list[Path] = []
+    try:
+        # The payouts are marked exported as their files are written: a file whose
+        # marking does not commit is removed, so that no payout is in two uploads.
+        with database.unit_of_work() as session:
+            files = payouts.export_payouts(session, remitter, utcnow().date())
+            for bank_file in files:
+                written.append(_write_new(output / bank_file.name, bank_file.text))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        database.dispose()
+    for path, bank_file in zip(written, files, strict=True):
+        typer.echo(f"{path}: {len(bank_file.payout_ids)} payout(s)")
+    typer.echo(f"exported {sum(len(f.payout_ids) for f in files)} payout(s)")
+
+
+def _write_new(path: Path, text: str) -> Path:
+    """Write a file whole or not at all (a temporary file renamed into place), never over
+    an existing one."""
+    if path.exists():
+        raise FileExistsError(path)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(text.encode("utf-8"))
+    temporary.rename(path)
+    return path
 
 
 @admin_app.command("set-payout-status")

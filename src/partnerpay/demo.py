@@ -18,8 +18,8 @@ def sandbox_account(owner: str, kind: str) -> AccountIn:
     """Placeholder bank details for firms created without real ones (demo and admin CLI)."""
     return AccountIn(
         account_name=f"{owner} {kind} Account",
-        branch_code="000000",
-        account_number="000000000",
+        branch_code="000-000",
+        account_number="000000001",
         country_code="AU",
     )
 

@@ -16,7 +16,8 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -38,6 +39,7 @@ from partnerpay.money import Currency, format_minor
 from partnerpay.pagination import NumberedPage, numbered_page
 from partnerpay.payments.models import REFUNDED_STATUSES, Payment, Refund
 from partnerpay.payments.schemas import ArtifactPayment
+from partnerpay.payouts.bankfiles import PayoutLine, Remitter, build_aba, build_payouts_csv
 from partnerpay.payouts.schemas import BankAccountSummary, PayoutOut
 from partnerpay.problems import ProblemError, not_found
 from partnerpay.wire import parse_id
@@ -306,3 +308,67 @@ def search_payouts(session: Session, firm_id: uuid.UUID, query: ListQuery) -> Nu
         page_size=query.page_size,
     )
     return NumberedPage([row[0] for row in page.items], page.page, page.page_size, page.total)
+
+
+# --- the bank files ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankFile:
+    """A file the operator uploads to the bank, and the payouts it pays."""
+
+    name: str
+    text: str
+    payout_ids: list[uuid.UUID]
+
+
+def export_payouts(session: Session, remitter: Remitter, processing_date: date) -> list[BankFile]:
+    """The bank files of every submitted payout not yet exported, which are marked
+    exported in this transaction: an ABA file for AUD, a CSV for each other currency. A
+    payout is exported once, so that an upload never pays it twice."""
+    pending = session.scalars(
+        select(Payout)
+        .where(Payout.status == PayoutStatus.SUBMITTED, Payout.exported_at.is_(None))
+        .order_by(Payout.currency, Payout.created_at, Payout.id)
+        .with_for_update()
+    ).all()
+    accounts = {
+        account.id: account
+        for account in session.scalars(
+            select(SettlementAccount).where(
+                SettlementAccount.id.in_({payout.account_id for payout in pending})
+            )
+        )
+    }
+    by_currency: dict[str, list[PayoutLine]] = defaultdict(list)
+    for payout in pending:
+        by_currency[payout.currency].append(_payout_line(payout, accounts[payout.account_id]))
+    stamp = f"{processing_date:%Y%m%d}-{utcnow():%H%M%S}"
+    files = [
+        BankFile(
+            f"payouts-{stamp}-{currency}.{'aba' if currency == Currency.AUD else 'csv'}",
+            build_aba(lines, remitter, processing_date)
+            if currency == Currency.AUD
+            else build_payouts_csv(lines, processing_date),
+            [line.payout_id for line in lines],
+        )
+        for currency, lines in sorted(by_currency.items())
+    ]
+    exported_at = utcnow()
+    for payout in pending:
+        payout.exported_at = exported_at
+    session.flush()
+    return files
+
+
+def _payout_line(payout: Payout, account: SettlementAccount) -> PayoutLine:
+    return PayoutLine(
+        payout_id=payout.id,
+        firm_id=payout.firm_id,
+        payout_reference=payout.payout_reference,
+        amount_minor=payout.total_minor,
+        currency=payout.currency,
+        account_name=account.account_name,
+        branch_code=account.branch_code,
+        account_number=account.account_number,
+    )

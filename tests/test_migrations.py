@@ -1,7 +1,8 @@
 """Migrations keep the data they move: a database with invoices, payments and refunds in
-it goes down a revision and up again, on SQLite (batch mode, or a plain ADD COLUMN where a
-rebuild would drop a table others reference) and on PostgreSQL."""
+it goes down a revision and up again, on SQLite (batch mode, with foreign keys off and
+checked before the run commits, or a plain ADD COLUMN) and on PostgreSQL."""
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -15,6 +16,7 @@ from sqlalchemy import inspect, text
 
 from partnerpay.config import Settings
 from partnerpay.db import Database, alembic_config, upgrade_database
+from partnerpay.firms.models import SettlementAccount
 from partnerpay.invoices import service as invoices
 from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
 from partnerpay.payments import refunds
@@ -246,3 +248,119 @@ def test_the_ledger_starts_with_the_money_already_taken(own_database_url: str) -
             )
     finally:
         database.dispose()
+
+
+def _settlement_account_keys(database: Database) -> dict[str, Any]:
+    schema = inspect(database.engine)
+    return {
+        "columns": {c["name"]: c["nullable"] for c in schema.get_columns("settlement_accounts")},
+        "unique": sorted(
+            (u["name"], tuple(u["column_names"]))
+            for u in schema.get_unique_constraints("settlement_accounts")
+        ),
+        "indexes": sorted(
+            (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+            for i in schema.get_indexes("settlement_accounts")
+        ),
+    }
+
+
+def _second_office_account(database: Database, firm: Firm) -> uuid.UUID:
+    with database.unit_of_work() as session:
+        account = SettlementAccount(
+            firm_id=firm.id,
+            account_type="Office",
+            account_name="Second Office",
+            branch_code="062-000",
+            account_number="12345678",
+            country_code="AU",
+        )
+        session.add(account)
+        session.flush()
+        assert account.is_default is False
+        return account.id
+
+
+def test_bank_accounts_come_back_from_one_of_each_type(
+    database_url: str, own_database_url: str
+) -> None:
+    """0010 drops the unique (firm, account type) for a partial unique index of one
+    default per type; going down to 0009 restores the constraint and keeps the accounts an
+    invoice settles to (SQLite rebuilds the table others reference), and coming back up
+    makes each of them its type's default. A firm with two accounts of a type cannot go
+    down, and nothing is changed."""
+    upgrade_database(own_database_url)
+    database = Database(own_database_url)
+    try:
+        partner = create_partner(database)
+        firm = create_firm(database, partner, trust_account=True)
+        with database.unit_of_work() as session:
+            created = invoices.upsert_invoice(
+                session, partner.id, InvoiceIn.model_validate(invoice_body(firm)), "http://pay.test"
+            )
+        migrated = _settlement_account_keys(database)
+        assert ("uq_settlement_accounts_default", ("firm_id", "account_type"), True) in migrated[
+            "indexes"
+        ]
+        assert migrated["unique"] == []
+        database.engine.dispose()
+
+        command.downgrade(alembic_config(own_database_url), "0009")
+        down = _settlement_account_keys(database)
+        assert not {"is_default", "deleted_at", "status"} & set(down["columns"])
+        assert [columns for _, columns in down["unique"]] == [("firm_id", "account_type")]
+        if database_url.startswith("postgresql"):
+            assert down["unique"][0][0] == "settlement_accounts_firm_id_account_type_key"
+        with database.session(read_only=True) as session:
+            kept = session.execute(
+                text("SELECT account_type FROM settlement_accounts ORDER BY account_type")
+            ).scalars()
+            assert list(kept) == ["Office", "Trust"]
+        database.engine.dispose()
+
+        upgrade_database(own_database_url)
+        assert _settlement_account_keys(database) == migrated
+        with database.session(read_only=True) as session:
+            settles_to = invoices.get_invoice(session, partner.id, created.invoice_id)
+            account = session.get_one(SettlementAccount, settles_to.settlement_account_id)
+            assert (account.account_type, account.is_default, account.status) == (
+                "Office",
+                True,
+                "Valid",
+            )
+            assert (account.account_holder_type, account.deleted_at) == ("company", None)
+            assert account.updated_at == account.created_at
+        second = _second_office_account(database, firm)
+        database.engine.dispose()
+
+        with pytest.raises(RuntimeError, match=rf"firm {firm.id}.* has 2 Office account"):
+            command.downgrade(alembic_config(own_database_url), "0009")
+        with database.session(read_only=True) as session:
+            version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            assert version == "0010"
+            assert session.get(SettlementAccount, second) is not None
+        assert _settlement_account_keys(database) == migrated
+    finally:
+        database.dispose()
+
+
+def test_a_migration_leaving_a_foreign_key_pointing_nowhere_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """SQLite migrates with foreign keys off (a rebuilt table is dropped first) and checks
+    them before it commits: a row whose key points nowhere fails the run, which is undone."""
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    command.upgrade(alembic_config(url), "0009")
+    with sqlite3.connect(tmp_path / "broken.db") as raw:
+        raw.execute(
+            "INSERT INTO matters (id, firm_id, external_id, details, updated_at) "
+            "VALUES (?, ?, 'm-1', '{}', '2026-01-01 00:00:00')",
+            (uuid.uuid4().hex, uuid.uuid4().hex),
+        )
+
+    with pytest.raises(RuntimeError, match=r"foreign keys point nowhere.*firms"):
+        upgrade_database(url)
+    with sqlite3.connect(tmp_path / "broken.db") as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(settlement_accounts)")}
+    assert "is_default" not in columns

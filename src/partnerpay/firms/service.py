@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Row, Select, Uuid, bindparam, select
+from sqlalchemy import Row, Select, Uuid, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,8 @@ def _require_office_account_for(status: FirmStatus, firm_has_office: bool) -> No
 
 
 def _account(account_type: AccountType, data: AccountIn) -> SettlementAccount:
-    return SettlementAccount(account_type=account_type, **data.model_dump())
+    """An account given at onboarding: the firm's first, and so its default, of its type."""
+    return SettlementAccount(account_type=account_type, is_default=True, **data.model_dump())
 
 
 def create_firm(
@@ -145,16 +146,19 @@ class InvoicingTerms:
     """What raising an invoice needs to know of a firm (read with one light query, not
     loaded as a whole firm: a create reads it every time).
 
-    Every field but ``id`` and ``accounts`` is the firm's column of that name, read by
-    ``INVOICING_TERMS`` under that label: a term is added by adding its field."""
+    ``accounts`` are the firm's accounts that are not deleted, and ``defaults`` each type's
+    default among them. Every other field but ``id`` is the firm's column of that name,
+    read by ``INVOICING_TERMS`` under that label: a term is added by adding its field."""
 
     id: uuid.UUID
     status: str
     currency: str
     accounts: dict[uuid.UUID, AccountType]
+    defaults: dict[AccountType, uuid.UUID]
 
     def account_of_type(self, account_type: AccountType) -> uuid.UUID | None:
-        return next((id_ for id_, type_ in self.accounts.items() if type_ == account_type), None)
+        """The type's default account."""
+        return self.defaults.get(account_type)
 
     @classmethod
     def from_rows(cls, firm_id: uuid.UUID, rows: Iterable[Row[Any]]) -> "InvoicingTerms | None":
@@ -163,27 +167,37 @@ class InvoicingTerms:
         terms = None
         for row in rows:
             read = row._mapping
-            terms = terms or cls(firm_id, accounts={}, **{name: read[name] for name in _FIRM_TERMS})
+            terms = terms or cls(
+                firm_id, accounts={}, defaults={}, **{name: read[name] for name in _FIRM_TERMS}
+            )
             if read["account_id"] is not None:
-                terms.accounts[read["account_id"]] = AccountType(read["account_type"])
+                account_type = AccountType(read["account_type"])
+                terms.accounts[read["account_id"]] = account_type
+                if read["account_is_default"]:
+                    terms.defaults[account_type] = read["account_id"]
         return terms
 
 
-_FIRM_TERMS = tuple(f.name for f in fields(InvoicingTerms) if f.name not in ("id", "accounts"))
+_FIRM_TERMS = tuple(
+    f.name for f in fields(InvoicingTerms) if f.name not in ("id", "accounts", "defaults")
+)
 
 
 def _invoicing_terms() -> Select[Any]:
-    """A firm's terms, a row per settlement account: bound ``firm_id`` and ``partner_id``,
-    so that another partner's firm is not found. Plain (Core) columns, labelled: the ORM's
-    statement handling is not needed to read a handful of them."""
+    """A firm's terms, a row per settlement account not deleted: bound ``firm_id`` and
+    ``partner_id``, so that another partner's firm is not found. Plain (Core) columns,
+    labelled: the ORM's statement handling is not needed to read a handful of them."""
     firms, accounts = table_of(Firm), table_of(SettlementAccount)
     return (
         select(
             *(firms.c[name].label(name) for name in _FIRM_TERMS),
             accounts.c.id.label("account_id"),
             accounts.c.account_type.label("account_type"),
+            accounts.c.is_default.label("account_is_default"),
         )
-        .outerjoin(accounts, accounts.c.firm_id == firms.c.id)
+        .outerjoin(
+            accounts, and_(accounts.c.firm_id == firms.c.id, accounts.c.deleted_at.is_(None))
+        )
         .where(
             firms.c.id == bindparam("firm_id", type_=Uuid()),
             firms.c.partner_id == bindparam("partner_id", type_=Uuid()),

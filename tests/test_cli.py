@@ -102,8 +102,14 @@ def test_create_firm_makes_an_active_firm_with_accounts(database_url: str, serve
     assert firm["currency"] == "AUD"
     assert firm["office_account"]["account_id"] != firm["trust_account"]["account_id"]
 
+    # The operator sees the whole account numbers; the partner sees them masked.
+    assert firm["office_account"]["account_number"] == "000000001"
+    masked = {
+        kind: {**firm[kind], "account_number": "******001"}
+        for kind in ("office_account", "trust_account")
+    }
     with partner_client(server, partner) as http:
-        assert read_firm(http, firm["firm_id"]) == firm
+        assert read_firm(http, firm["firm_id"]) == {**firm, **masked}
         body = invoice_body(Firm(id=uuid.UUID(firm["firm_id"]), partner=partner))
         invoice = create_invoice(http, {**body, "settlement_account": "Trust"})
     assert invoice["settlement_account_id"] == firm["trust_account"]["account_id"]

@@ -63,8 +63,10 @@ def test_created_firm_starts_pending_with_accounts(client: httpx.Client) -> None
     for field in ("legal_name", "trading_name", "external_id", "currency", "metadata"):
         assert firm[field] == body[field], field
     office, trust = firm["office_account"], firm["trust_account"]
-    assert office == {**body["office_account"], "account_id": office["account_id"]}
-    assert trust == {**body["trust_account"], "account_id": trust["account_id"]}
+    # The partner sees each account number masked: all but its last three characters.
+    shown = {"account_number": "*****678"}
+    assert office == {**body["office_account"], **shown, "account_id": office["account_id"]}
+    assert trust == {**body["trust_account"], **shown, "account_id": trust["account_id"]}
     assert uuid.UUID(office["account_id"]) != uuid.UUID(trust["account_id"])
     assert firm["created_at"] == firm["updated_at"]
     assert firm["created_at"].endswith("Z")
@@ -72,6 +74,18 @@ def test_created_firm_starts_pending_with_accounts(client: httpx.Client) -> None
     read = client.get(f"{API}/firms/{firm['firm_id']}")
     assert read.status_code == 200, read.text
     assert read.json() == {"firm": firm}
+
+
+def test_an_australian_branch_code_is_kept_as_a_bsb_and_others_as_sent(
+    client: httpx.Client,
+) -> None:
+    british = {**ACCOUNT, "country_code": "GB", "branch_code": "404784"}
+    firm = post_firm(
+        client,
+        firm_body(office_account={**ACCOUNT, "branch_code": "062000"}, trust_account=british),
+    )
+    assert firm["office_account"]["branch_code"] == "062-000"
+    assert firm["trust_account"]["branch_code"] == "404784"
 
 
 def test_minimal_firm_has_defaults_and_omits_what_is_missing(client: httpx.Client) -> None:
@@ -153,6 +167,9 @@ def test_malformed_or_unknown_firm_id_is_404(client: httpx.Client, firm_id: str)
         ({"office_account": {**ACCOUNT, "branch_code": "06 2000!"}}, "office_account.branch_code"),
         ({"trust_account": {**ACCOUNT, "account_number": ""}}, "trust_account.account_number"),
         ({"office_account": {**ACCOUNT, "country_code": "au"}}, "office_account.country_code"),
+        ({"office_account": {**ACCOUNT, "country_code": "ZZ"}}, "office_account.country_code"),
+        ({"office_account": {**ACCOUNT, "branch_code": "06200"}}, "office_account.branch_code"),
+        ({"trust_account": {**ACCOUNT, "account_number": "123"}}, "trust_account.account_number"),
         ({"office_account": {"branch_code": "062000"}}, "office_account.account_name"),
         ({"office_account": {**ACCOUNT, "bsb": "062000"}}, "office_account.bsb"),
         ({"nickname": "Smithy"}, "nickname"),

@@ -205,7 +205,7 @@ def create_firm(
             if session.get(Partner, partner_id) is None:
                 raise ProblemError(404, "not_found", f"No partner with id '{partner_id}'.")
             firm = firms.create_firm(session, partner_id, data, status=status, firm_id=firm_id)
-            result = FirmOut.of(firm).wire()
+            result = FirmOut.of(firm, reveal=True).wire()
     except ProblemError as error:
         _fail(error)
     finally:

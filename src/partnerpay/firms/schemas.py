@@ -1,7 +1,17 @@
+import re
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
 from partnerpay.money import Currency, PercentString
@@ -11,23 +21,82 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MetadataValue = Annotated[str, StringConstraints(max_length=500)]
 
+# ISO 3166-1 alpha-2: the officially assigned codes.
+_ISO_COUNTRY_CODES = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO
+    BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ
+    DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP
+    GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG
+    KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML
+    MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE
+    PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL
+    SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM
+    US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+"""
+ISO_COUNTRY_CODES = frozenset(_ISO_COUNTRY_CODES.split())
+AUSTRALIA = "AU"
+BSB = re.compile(r"([0-9]{3})-?([0-9]{3})")
+AUSTRALIAN_ACCOUNT_NUMBER = re.compile(r"[0-9]{5,9}")
+VISIBLE_DIGITS = 3
 
-def masked_account_number(number: str) -> str:
-    """An account number as the Partner API shows it: all but its last three characters
-    hidden. Only the operator sees whole numbers."""
-    return "*" * max(len(number) - 3, 0) + number[-3:]
+
+def _assigned_country(code: str) -> str:
+    if code not in ISO_COUNTRY_CODES:
+        raise PydanticCustomError(
+            "country_code", "must be a two-letter ISO 3166-1 country code, such as AU"
+        )
+    return code
+
+
+CountryCode = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_assigned_country)
+]
+
+
+def masked(account_number: str) -> str:
+    """An account number as the Partner API and events show it: all but its last three
+    characters hidden (``*****678``). Only the operator sees the whole number."""
+    return "*" * max(len(account_number) - VISIBLE_DIGITS, 0) + account_number[-VISIBLE_DIGITS:]
 
 
 class AccountIn(BaseModel):
+    """A bank account's details, checked alike wherever an account is given (a firm's
+    onboarding, a new bank account). ``country_code`` comes first: the branch code and the
+    account number that follow it are checked by its country's rules (an Australian
+    account's branch code is a BSB, kept as ``123-456``; its number is 5 to 9 digits)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    country_code: CountryCode | None = None
     account_name: Name
     branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,20}$")]
     account_number: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,34}$")]
-    country_code: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+
+    @field_validator("branch_code")
+    @classmethod
+    def _branch_code_of_its_country(cls, branch_code: str, info: ValidationInfo) -> str:
+        if info.data.get("country_code") != AUSTRALIA:
+            return branch_code
+        bsb = BSB.fullmatch(branch_code)
+        if bsb is None:
+            raise PydanticCustomError("bsb", "must be a BSB of 6 digits, such as 062-000")
+        return f"{bsb[1]}-{bsb[2]}"
+
+    @field_validator("account_number")
+    @classmethod
+    def _account_number_of_its_country(cls, account_number: str, info: ValidationInfo) -> str:
+        if info.data.get("country_code") == AUSTRALIA and not (
+            AUSTRALIAN_ACCOUNT_NUMBER.fullmatch(account_number)
+        ):
+            raise PydanticCustomError(
+                "account_number", "must be 5 to 9 digits for an Australian account"
+            )
+        return account_number
 
 
 class AccountOut(WireModel):
+    """A firm's default account of a type, as the firm shows it."""
+
     account_id: uuid.UUID
     account_name: str
     branch_code: str
@@ -35,12 +104,13 @@ class AccountOut(WireModel):
     country_code: str | None = None
 
     @classmethod
-    def of(cls, account: SettlementAccount) -> "AccountOut":
+    def of(cls, account: SettlementAccount, *, reveal: bool = False) -> "AccountOut":
+        """``reveal``: the whole account number, for the operator only."""
         return cls(
             account_id=account.id,
             account_name=account.account_name,
             branch_code=account.branch_code,
-            account_number=account.account_number,
+            account_number=account.account_number if reveal else masked(account.account_number),
             country_code=account.country_code,
         )
 
@@ -81,7 +151,8 @@ class FirmOut(WireModel):
     updated_at: Timestamp
 
     @classmethod
-    def of(cls, firm: Firm) -> "FirmOut":
+    def of(cls, firm: Firm, *, reveal: bool = False) -> "FirmOut":
+        """Each type's default account; ``reveal``: their whole numbers, for the operator."""
         office, trust = firm.account(AccountType.OFFICE), firm.account(AccountType.TRUST)
         return cls(
             firm_id=firm.id,
@@ -90,8 +161,8 @@ class FirmOut(WireModel):
             external_id=firm.external_id,
             currency=Currency(firm.currency),
             status=FirmStatus(firm.status),
-            office_account=AccountOut.of(office) if office else None,
-            trust_account=AccountOut.of(trust) if trust else None,
+            office_account=AccountOut.of(office, reveal=reveal) if office else None,
+            trust_account=AccountOut.of(trust, reveal=reveal) if trust else None,
             metadata=firm.metadata_,
             surcharge_enabled=firm.surcharge_enabled,
             surcharge_percent=firm.surcharge_percent,

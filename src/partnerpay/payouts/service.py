@@ -31,7 +31,7 @@ from partnerpay.db import Database, utcnow
 from partnerpay.events.models import Topic
 from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import AccountType, Firm, SettlementAccount
-from partnerpay.firms.schemas import masked_account_number
+from partnerpay.firms.schemas import masked
 from partnerpay.ledger.models import EntryKind, LedgerEntry, Payout, PayoutEntry, PayoutStatus
 from partnerpay.ledger.service import not_paid_out
 from partnerpay.listing import ListQuery
@@ -250,7 +250,7 @@ def bank_account_summary(account: SettlementAccount) -> BankAccountSummary:
         account_id=account.id,
         external_id=getattr(account, "external_id", None),
         branch_code=account.branch_code,
-        account_number=masked_account_number(account.account_number),
+        account_number=masked(account.account_number),
         alias=getattr(account, "alias", None),
         country_code=account.country_code,
     )

@@ -31,6 +31,12 @@ DOCUMENTED_ROUTES = {
     ("get", "/events"),
     ("post", "/events/{webhook_event_id}/redeliver"),
     ("post", "/rotatekey"),
+    ("post", "/firms/{firm_id}/accounts"),
+    ("get", "/firms/{firm_id}/accounts"),
+    ("get", "/firms/{firm_id}/accounts/{account_id}"),
+    ("delete", "/firms/{firm_id}/accounts/{account_id}"),
+    ("post", "/firms/{firm_id}/accounts/{account_id}/default"),
+    ("post", "/firms/{firm_id}/artifacts/settlement-account/{settlement_account_id}/replace"),
 }
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 
@@ -93,6 +99,45 @@ def test_create_invoice_takes_invoice_in(spec: dict[str, Any]) -> None:
     )
     for platform_set in ("invoice_id", "status", "payment_uri"):
         assert platform_set not in invoice_in["properties"]
+
+
+def _answers(operation: dict[str, Any], status: str) -> Any:
+    return operation["responses"][status]["content"]["application/json"]["schema"]
+
+
+def test_bank_account_routes_describe_what_they_take_and_answer(spec: dict[str, Any]) -> None:
+    operations = partner_operations(spec)
+    accounts, account = "/firms/{firm_id}/accounts", "/firms/{firm_id}/accounts/{account_id}"
+    replace = "/firms/{firm_id}/artifacts/settlement-account/{settlement_account_id}/replace"
+    answered = {
+        ("post", accounts, "201"): "BankAccountOut",
+        ("get", accounts, "200"): "BankAccountsResponse",
+        ("get", account, "200"): "BankAccountOut",
+        ("post", f"{account}/default", "200"): "BankAccountResponse",
+        ("post", replace, "200"): "UpdatedCount",
+    }
+    for (method, path, status), model in answered.items():
+        operation = operations[(method, path)]
+        assert _answers(operation, status) == {"$ref": f"#/components/schemas/{model}"}, path
+        assert {"400", "404", "409"} <= set(operation["responses"]), path
+    assert "204" in operations[("delete", account)]["responses"]
+
+    schemas = spec["components"]["schemas"]
+    bank_account_in = schemas["BankAccountIn"]
+    assert set(bank_account_in["required"]) == {
+        "account_type",
+        "account_name",
+        "account_number",
+        "branch_code",
+        "country_code",
+    }
+    for platform_set in ("account_id", "is_default", "default_accounts", "status"):
+        assert platform_set not in bank_account_in["properties"]
+    assert set(schemas["UpdatedCount"]["properties"]) == {"updated"}
+    assert set(schemas["BankAccountsResponse"]["properties"]) == {
+        "office_accounts",
+        "trust_accounts",
+    }
 
 
 def test_money_patterns_take_only_ascii_digits(spec: dict[str, Any]) -> None:

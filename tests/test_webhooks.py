@@ -62,6 +62,9 @@ def test_topics_are_listed(client: httpx.Client) -> None:
             "payment.refunded",
             "payout.created",
             "payout.updated",
+            "firm.bank-account.created",
+            "firm.bank-account.updated",
+            "firm.bank-account.deleted",
         ]
     }
 

@@ -17,6 +17,7 @@ from partnerpay.db import Database
 from partnerpay.dependencies import SessionDep, UnitOfWorkRoute, database_of
 from partnerpay.events.routes import events_router
 from partnerpay.events.service import count_backlog
+from partnerpay.firms.accounts_routes import router as bank_accounts_router
 from partnerpay.firms.routes import router as firms_router
 from partnerpay.invoices.routes import payments_router
 from partnerpay.invoices.routes import router as invoices_router
@@ -69,6 +70,7 @@ def _partner_api() -> APIRouter:
     )
     router.include_router(invoices_router)
     router.include_router(firms_router)
+    router.include_router(bank_accounts_router)
     router.include_router(payments_router)
     router.include_router(refunds_router)
     router.include_router(webhooks_router)

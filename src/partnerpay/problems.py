@@ -18,7 +18,18 @@ logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 PLATFORM_SET_FIELDS = frozenset(
-    {"invoice_id", "payment_uri", "status", "amount_due", "payments", "created_at", "updated_at"}
+    {
+        "invoice_id",
+        "payment_uri",
+        "status",
+        "amount_due",
+        "payments",
+        "created_at",
+        "updated_at",
+        "account_id",
+        "is_default",
+        "default_accounts",
+    }
 )
 
 STATUS_TYPES = {

@@ -6,12 +6,16 @@ Payments apply a payment (a new one, a settlement) with :func:`apply_payment`, g
 the artifact's accepted payments now come to, and refunds with :func:`apply_refunds`; each
 kind's own service changes an artifact's amount or content through :func:`adjust_amount`
 and :func:`revise`, and voids it with :func:`void`. Callers hold the artifact's row lock.
+A firm's bank accounts ask which artifacts settle to an account
+(:func:`open_artifact_settling_to`) and move them to another
+(:func:`move_to_settlement_account`), which locks them itself.
 """
 
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partnerpay.artifacts.kinds import ArtifactKind, kind_of
@@ -20,6 +24,7 @@ from partnerpay.artifacts.models import (
     PAYABLE_STATUSES,
     Artifact,
     ArtifactStatus,
+    ArtifactType,
 )
 from partnerpay.db import utcnow
 from partnerpay.events.outbox import emit_event
@@ -191,3 +196,59 @@ def report_change(session: Session, artifact: Artifact, pay_base_url: str) -> No
     session.flush()
     resource = kind.resource(session, artifact, pay_base_url)
     emit_event(session, artifact.partner_id, kind.updated_topic, artifact.external_id, resource)
+
+
+def open_artifact_settling_to(
+    session: Session, firm_id: uuid.UUID, account_id: uuid.UUID
+) -> Artifact | None:
+    """An artifact of any kind, neither ``Paid`` nor ``Voided``, that settles to this
+    account of this firm. Naming the firm limits the search to its artifacts (each kind's
+    table has a unique index that leads with ``firm_id``)."""
+    for artifact_type in ArtifactType:
+        model = kind_of(artifact_type).model
+        found: Artifact | None = session.scalars(
+            select(model)
+            .where(
+                model.firm_id == firm_id,
+                model.settlement_account_id == account_id,
+                model.status.not_in(FINAL_STATUSES),
+            )
+            .limit(1)
+        ).first()
+        if found is not None:
+            return found
+    return None
+
+
+def move_to_settlement_account(
+    session: Session,
+    kind: ArtifactKind,
+    firm_id: uuid.UUID,
+    account_id: uuid.UUID,
+    new_account_id: uuid.UUID,
+    pay_base_url: str,
+) -> int:
+    """Settle the firm's artifacts of this kind that settle to ``account_id`` and are
+    ``Submitted`` to ``new_account_id`` (an account of the same type) instead, each locked,
+    changed and reported (its kind's updated event) in the caller's transaction; how many
+    moved.
+
+    ``Authorised`` ones stay: a payment of theirs is still clearing into the account it was
+    taken for, and moves once it has cleared (docs/decisions.md). Paid and voided ones
+    settle nothing more."""
+    model = kind.model
+    moving = session.scalars(
+        select(model)
+        .where(
+            model.firm_id == firm_id,
+            model.settlement_account_id == account_id,
+            model.status == ArtifactStatus.SUBMITTED,
+        )
+        .order_by(model.created_at, model.id)
+        .with_for_update()
+    ).all()
+    for artifact in moving:
+        artifact.settlement_account_id = new_account_id
+        artifact.updated_at = utcnow()
+        report_change(session, artifact, pay_base_url)
+    return len(moving)

@@ -22,6 +22,9 @@ class Topic(StrEnum):
     PAYMENT_REFUNDED = "payment.refunded"
     PAYOUT_CREATED = "payout.created"
     PAYOUT_UPDATED = "payout.updated"
+    FIRM_BANK_ACCOUNT_CREATED = "firm.bank-account.created"
+    FIRM_BANK_ACCOUNT_UPDATED = "firm.bank-account.updated"
+    FIRM_BANK_ACCOUNT_DELETED = "firm.bank-account.deleted"
 
 
 class WebhookStatus(StrEnum):

@@ -1,10 +1,11 @@
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -13,7 +14,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
+from partnerpay.artifacts.models import ArtifactType
+from partnerpay.firms.models import (
+    AccountHolderType,
+    AccountStatus,
+    AccountType,
+    Firm,
+    FirmStatus,
+    SettlementAccount,
+)
 from partnerpay.money import Currency, PercentString
 from partnerpay.wire import Timestamp, WireModel
 
@@ -48,9 +57,14 @@ def _assigned_country(code: str) -> str:
     return code
 
 
+def _lower_case(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 CountryCode = Annotated[
     str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_assigned_country)
 ]
+HolderType = Annotated[AccountHolderType, BeforeValidator(_lower_case)]
 
 
 def masked(account_number: str) -> str:
@@ -94,6 +108,36 @@ class AccountIn(BaseModel):
         return account_number
 
 
+class BankAccountIn(AccountIn):
+    """A new bank account for a firm (FeeWise's BankAccount). `account_id`, `is_default`
+    and `default_accounts` are set by the platform and must not be sent."""
+
+    country_code: CountryCode
+    account_type: AccountType
+    account_holder_type: HolderType = Field(
+        default=AccountHolderType.COMPANY,
+        description="`company` (the default) or `individual`, in any case.",
+    )
+    external_id: ExternalId | None = Field(
+        default=None, description="The partner's own id for the account."
+    )
+    address: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="The bank's address."
+    )
+    alias: Name | None = Field(default=None, description="The firm's own name for the account.")
+    bank: Name | None = Field(default=None, description="The bank's name.")
+
+
+class ReplaceSettlementAccountIn(BaseModel):
+    """Move the open artifacts of a type to another account (FeeWise's
+    UpdateArtifactAccountRequest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    new_account_id: uuid.UUID
+    artifact_type: ArtifactType
+
+
 class AccountOut(WireModel):
     """A firm's default account of a type, as the firm shows it."""
 
@@ -113,6 +157,92 @@ class AccountOut(WireModel):
             account_number=account.account_number if reveal else masked(account.account_number),
             country_code=account.country_code,
         )
+
+
+class _BankAccountFields(WireModel):
+    """What a bank account's resource and its events share (FeeWise's BankAccount and
+    FirmBankAccountEvent)."""
+
+    account_id: uuid.UUID
+    account_type: AccountType
+    account_name: str
+    account_holder_type: AccountHolderType
+    account_number: str = Field(description="Masked: all but the last three characters are `*`.")
+    branch_code: str
+    address: str | None = None
+    alias: str | None = None
+    bank: str | None = None
+    country_code: str | None = None
+    status: AccountStatus
+    is_default: bool
+
+    @staticmethod
+    def shared(account: SettlementAccount) -> dict[str, Any]:
+        return {
+            "account_id": account.id,
+            "account_type": AccountType(account.account_type),
+            "account_name": account.account_name,
+            "account_holder_type": AccountHolderType(account.account_holder_type),
+            "account_number": masked(account.account_number),
+            "branch_code": account.branch_code,
+            "address": account.address,
+            "alias": account.alias,
+            "bank": account.bank,
+            "country_code": account.country_code,
+            "status": AccountStatus(account.status),
+            "is_default": account.is_default,
+        }
+
+
+class BankAccountOut(_BankAccountFields):
+    """A firm's bank account (FeeWise's BankAccount)."""
+
+    external_id: str | None = None
+    default_accounts: list[AccountType] | None = Field(
+        default=None, description="The account types this account is the default for."
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, account: SettlementAccount) -> "BankAccountOut":
+        return cls(
+            **cls.shared(account),
+            external_id=account.external_id,
+            default_accounts=[AccountType(account.account_type)] if account.is_default else None,
+            created_at=account.created_at,
+            updated_at=account.updated_at,
+        )
+
+
+class BankAccountEvent(_BankAccountFields):
+    """The payload of the `firm.bank-account.*` events (FeeWise's FirmBankAccountEvent,
+    with `is_default`)."""
+
+    firm_id: uuid.UUID
+    last_updated_at: Timestamp
+
+    @classmethod
+    def of(cls, account: SettlementAccount) -> "BankAccountEvent":
+        return cls(
+            **cls.shared(account), firm_id=account.firm_id, last_updated_at=account.updated_at
+        )
+
+
+class BankAccountResponse(WireModel):
+    bank_account: BankAccountOut
+
+
+class BankAccountsResponse(WireModel):
+    """A firm's bank accounts that are not deleted, by type, each type's default first,
+    then the oldest first."""
+
+    office_accounts: list[BankAccountOut]
+    trust_accounts: list[BankAccountOut]
+
+
+class UpdatedCount(WireModel):
+    updated: int = Field(description="How many artifacts were moved to the new account.")
 
 
 class FirmCreate(BaseModel):

@@ -66,10 +66,13 @@ def create_firm(
     return firm
 
 
-def get_firm(session: Session, partner_id: uuid.UUID, firm_id: str | uuid.UUID) -> Firm:
-    """One of this partner's firms; another partner's firm is as unknown as a missing one."""
+def get_firm(
+    session: Session, partner_id: uuid.UUID, firm_id: str | uuid.UUID, *, lock: bool = False
+) -> Firm:
+    """One of this partner's firms (its row locked for this transaction if ``lock``);
+    another partner's firm is as unknown as a missing one."""
     parsed_id = parse_id(firm_id, "firm")
-    firm = session.get(Firm, parsed_id)
+    firm = session.get(Firm, parsed_id, with_for_update={"of": Firm} if lock else None)
     if firm is None or firm.partner_id != partner_id:
         raise not_found("firm", firm_id)
     return firm

@@ -337,7 +337,8 @@ def test_bank_accounts_come_back_from_one_of_each_type(
             command.downgrade(alembic_config(own_database_url), "0009")
         with database.session(read_only=True) as session:
             version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            assert version == "0010"
+            head = ScriptDirectory.from_config(alembic_config(own_database_url)).get_current_head()
+            assert version == head  # the failed downgrade is undone whole
             assert session.get(SettlementAccount, second) is not None
         assert _settlement_account_keys(database) == migrated
     finally:

@@ -549,3 +549,24 @@ def test_exported_bank_files_pay_each_payout_once_with_their_totals_right(
     assert admin(server, database_url, "export-payouts", "--output", str(again)).returncode == 0
     for path in again.iterdir():
         assert not any(ref in path.read_text() for ref in made), path
+
+
+def test_an_account_with_money_not_yet_paid_out_is_not_deleted(
+    client: httpx.Client,
+    anonymous: httpx.Client,
+    partner: Partner,
+    database: Database,
+    server: Server,
+    database_url: str,
+) -> None:
+    firm = priced_firm(database, partner)
+    trust = account_id(database, firm, AccountType.TRUST)
+    invoice = new_invoice(client, firm, amount="15.00", settlement_account="Trust")
+    assert pay(anonymous, invoice["invoice_id"]).status_code == 200
+
+    path = f"{API}/firms/{firm.id}/accounts/{trust}"
+    problem = assert_problem(client.delete(path), 409, "bank_account_in_use")
+    assert "15.00" in problem["detail"]
+    (made,) = run_payouts(server, database_url, firm)
+    assert made["account_id"] == trust
+    assert client.delete(path).status_code == 204

@@ -25,6 +25,8 @@ from partnerpay.events.outbox import emit_event
 from partnerpay.firms.models import AccountType, Firm, FirmStatus, SettlementAccount
 from partnerpay.firms.schemas import BankAccountEvent, BankAccountIn, ReplaceSettlementAccountIn
 from partnerpay.firms.service import get_firm
+from partnerpay.ledger import service as ledger
+from partnerpay.money import format_minor
 from partnerpay.problems import ProblemError, conflict, not_found
 from partnerpay.wire import parse_id
 
@@ -119,7 +121,8 @@ def require_deletable(session: Session, account: SettlementAccount) -> None:
     Not while it is its type's default and the firm has others of that type (another
     becomes the default first, so a type with accounts always has one), nor while it is an
     Active firm's only Office account (an Active firm needs one), nor while an artifact
-    that is neither paid nor voided settles to it (the replace call moves them)."""
+    that is neither paid nor voided settles to it (the replace call moves them), nor while
+    money received into it has not all been paid out (or a negative balance is owed)."""
     firm = account.firm
     account_type = AccountType(account.account_type)
     others = [a for a in firm.accounts_of_type(account_type) if a is not account]
@@ -135,6 +138,11 @@ def require_deletable(session: Session, account: SettlementAccount) -> None:
             account,
             f"{settling.artifact_type} '{settling.id}' ({settling.status}) still settles to it; "
             "move the open ones to another account first",
+        )
+    owed = ledger.pending(session, account.id).amount_minor
+    if owed:
+        raise _in_use(
+            account, f"{format_minor(abs(owed))} of its money is still to be paid out or owed"
         )
 
 

@@ -248,10 +248,10 @@ def bank_account_summary(account: SettlementAccount) -> BankAccountSummary:
     return BankAccountSummary(
         account_type=AccountType(account.account_type),
         account_id=account.id,
-        external_id=getattr(account, "external_id", None),
+        external_id=account.external_id,
         branch_code=account.branch_code,
         account_number=masked(account.account_number),
-        alias=getattr(account, "alias", None),
+        alias=account.alias,
         country_code=account.country_code,
     )
 

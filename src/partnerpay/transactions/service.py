@@ -176,7 +176,7 @@ def _fields(payment: Payment, artifact: Artifact, facts: _Facts) -> dict[str, An
         "matter_description": matter.get("description"),
         "payment_date": payment.created_at,
         "customer_payment_method": _card(payment),
-        "account_alias": getattr(account, "alias", None) or account.account_name,
+        "account_alias": account.alias or account.account_name,
         "account_type": AccountType(account.account_type),
         "amount": format_minor(payment.total_minor),
         "currency": payment.currency,

@@ -9,7 +9,7 @@ entries, and each refund done or under way its ``refund`` and ``refund_surcharge
 entries, so that balances include it; nothing was paid out before this revision.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 import partnerpay.db
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,6 +4,7 @@ for the FeeWise lists of transactions and payouts."""
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,6 +26,7 @@ class Listable(Protocol):
 
 T = TypeVar("T", bound=Listable)
 Item = TypeVar("Item")
+Mapped = TypeVar("Mapped")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,12 @@ class NumberedPage(Generic[Item]):
     @property
     def total_pages(self) -> int:
         return max(math.ceil(self.total / self.page_size), 1)
+
+    def map(self, function: Callable[[Item], Mapped]) -> "NumberedPage[Mapped]":
+        """The same page of what ``function`` makes of each item."""
+        return NumberedPage(
+            [function(i) for i in self.items], self.page, self.page_size, self.total
+        )
 
 
 def numbered_page(

@@ -166,18 +166,10 @@ class InvoiceOut(WireModel):
             line_items=[LineItemFields.model_validate(item) for item in invoice.line_items] or None,
             notes=invoice.notes,
             payments=[
-                ArtifactPayment(
-                    transaction_id=payment.transaction_id,
-                    payment_id=payment.id,
-                    payment_type=payment.payment_type,
-                    artifact_id=payment.artifact_id,
-                    artifact_type=payment.artifact_type,
-                    external_id=payment.external_id,
-                    received=format_minor(payment.amount_minor),
-                    refunded=format_minor(invoice.refunded_minor_of(payment)),
-                    paid_out=format_minor(invoice.paid_out_minor_of(payment)),
-                    currency=Currency(payment.currency),
-                    date=payment.created_at,
+                ArtifactPayment.of(
+                    payment,
+                    refunded_minor=invoice.refunded_minor_of(payment),
+                    paid_out_minor=invoice.paid_out_minor_of(payment),
                 )
                 for payment in invoice.accepted_payments
             ],

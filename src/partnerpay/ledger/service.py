@@ -69,25 +69,21 @@ def record_payment(session: Session, artifact: Artifact, payment: TakenPayment) 
         SettlementAccount, payment.settlement_account_id or artifact.settlement_account_id
     )
     office = _office_account_of(session, account)
-    amounts = [
-        (account.id, EntryKind.PAYMENT, payment.amount_minor),
-        (office, EntryKind.SURCHARGE, payment.surcharge_minor),
-        (office, EntryKind.FEE, -payment.fee_minor),
-    ]
-    session.add_all(
-        LedgerEntry(
-            firm_id=artifact.firm_id,
-            account_id=account_id,
-            currency=payment.currency,
-            kind=kind,
-            amount_minor=amount,
-            payment_id=payment.id,
-            artifact_id=artifact.id,
-            artifact_type=artifact.artifact_type,
-        )
-        for account_id, kind, amount in amounts
-        if amount
+    paid = LedgerEntry(
+        firm_id=artifact.firm_id,
+        account_id=account.id,
+        currency=payment.currency,
+        kind=EntryKind.PAYMENT,
+        amount_minor=payment.amount_minor,
+        payment_id=payment.id,
+        artifact_id=artifact.id,
+        artifact_type=artifact.artifact_type,
     )
+    session.add(paid)
+    if payment.surcharge_minor:
+        session.add(_like(paid, office, EntryKind.SURCHARGE, payment.surcharge_minor))
+    if payment.fee_minor:
+        session.add(_like(paid, office, EntryKind.FEE, -payment.fee_minor))
 
 
 def follow_refund(session: Session, refund: CountedRefund, *, counted: bool) -> None:
@@ -102,7 +98,7 @@ def follow_refund(session: Session, refund: CountedRefund, *, counted: bool) -> 
         for entry in written:
             net[entry.account_id] += entry.amount_minor
         session.add_all(
-            _refund_entry(written[0], account_id, EntryKind.REFUND_RETURNED, -amount, refund)
+            _like(written[0], account_id, EntryKind.REFUND_RETURNED, -amount, refund.id)
             for account_id, amount in net.items()
             if amount
         )
@@ -121,31 +117,33 @@ def _refund_entries(session: Session, refund: CountedRefund) -> list[LedgerEntry
         )
     }
     paid = taken[EntryKind.PAYMENT]
-    entries = [_refund_entry(paid, paid.account_id, EntryKind.REFUND, -refund.refund_minor, refund)]
+    entries = [_like(paid, paid.account_id, EntryKind.REFUND, -refund.refund_minor, refund.id)]
     if refund.surcharge_minor:
         surcharged = taken[EntryKind.SURCHARGE].account_id
         entries.append(
-            _refund_entry(
-                paid, surcharged, EntryKind.REFUND_SURCHARGE, -refund.surcharge_minor, refund
-            )
+            _like(paid, surcharged, EntryKind.REFUND_SURCHARGE, -refund.surcharge_minor, refund.id)
         )
     return entries
 
 
-def _refund_entry(
-    like: LedgerEntry, account_id: uuid.UUID, kind: EntryKind, amount: int, refund: CountedRefund
+def _like(
+    entry: LedgerEntry,
+    account_id: uuid.UUID,
+    kind: EntryKind,
+    amount: int,
+    refund_id: uuid.UUID | None = None,
 ) -> LedgerEntry:
-    """An entry of a refund, naming what the payment's own entry ``like`` names."""
+    """Another entry of what ``entry`` is about: its firm, currency, payment and artifact."""
     return LedgerEntry(
-        firm_id=like.firm_id,
+        firm_id=entry.firm_id,
         account_id=account_id,
-        currency=like.currency,
+        currency=entry.currency,
         kind=kind,
         amount_minor=amount,
-        payment_id=like.payment_id,
-        refund_id=refund.id,
-        artifact_id=like.artifact_id,
-        artifact_type=like.artifact_type,
+        payment_id=entry.payment_id,
+        refund_id=refund_id,
+        artifact_id=entry.artifact_id,
+        artifact_type=entry.artifact_type,
     )
 
 

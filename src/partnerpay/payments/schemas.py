@@ -14,9 +14,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from partnerpay.artifacts.models import PaymentMethod
-from partnerpay.money import AmountString, Currency, to_minor
+from partnerpay.money import AmountString, Currency, format_minor, to_minor
 from partnerpay.payments.gateway import BankAccount, Card
-from partnerpay.payments.models import RefundStatus
+from partnerpay.payments.models import Payment, RefundStatus
 from partnerpay.wire import Timestamp, WireModel
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -205,6 +205,22 @@ class ArtifactPayment(WireModel):
     paid_out: str
     currency: Currency
     date: Timestamp
+
+    @classmethod
+    def of(cls, payment: Payment, *, refunded_minor: int, paid_out_minor: int) -> Self:
+        return cls(
+            transaction_id=payment.transaction_id,
+            payment_id=payment.id,
+            payment_type=payment.payment_type,
+            artifact_id=payment.artifact_id,
+            artifact_type=payment.artifact_type,
+            external_id=payment.external_id,
+            received=format_minor(payment.amount_minor),
+            refunded=format_minor(refunded_minor),
+            paid_out=format_minor(paid_out_minor),
+            currency=Currency(payment.currency),
+            date=payment.created_at,
+        )
 
 
 class PaymentOut(WireModel):

@@ -214,7 +214,11 @@ def payout_resources(session: Session, payouts: Sequence[Payout]) -> list[Payout
             external_firm_id=firms[payout.firm_id],
             status=PayoutStatus(payout.status),
             transactions=[
-                _transaction(payments[payment_id], amount, refunded.get(payment_id, 0))
+                ArtifactPayment.of(
+                    payments[payment_id],
+                    refunded_minor=refunded.get(payment_id, 0),
+                    paid_out_minor=amount,
+                )
                 for payment_id, amount in sorted(
                     paid_out[payout.id].items(), key=lambda item: payments[item[0]].created_at
                 )
@@ -260,22 +264,6 @@ def _firm_ids(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, str | No
     return dict(session.execute(select(Firm.id, Firm.external_id).where(Firm.id.in_(ids))).all())
 
 
-def _transaction(payment: Payment, paid_out_minor: int, refunded_minor: int) -> ArtifactPayment:
-    return ArtifactPayment(
-        transaction_id=payment.transaction_id,
-        payment_id=payment.id,
-        payment_type=payment.payment_type,
-        artifact_id=payment.artifact_id,
-        artifact_type=payment.artifact_type,
-        external_id=payment.external_id,
-        received=format_minor(payment.amount_minor),
-        refunded=format_minor(refunded_minor),
-        paid_out=format_minor(paid_out_minor),
-        currency=Currency(payment.currency),
-        date=payment.created_at,
-    )
-
-
 def payouts_since(
     session: Session, partner_id: uuid.UUID, since: datetime | None, firm_id: uuid.UUID | None
 ) -> list[Payout]:
@@ -307,7 +295,7 @@ def search_payouts(session: Session, firm_id: uuid.UUID, query: ListQuery) -> Nu
         page=query.page,
         page_size=query.page_size,
     )
-    return NumberedPage([row[0] for row in page.items], page.page, page.page_size, page.total)
+    return page.map(lambda row: row[0])
 
 
 # --- the bank files ---------------------------------------------------------------------

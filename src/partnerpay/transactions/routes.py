@@ -1,11 +1,16 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
 
+from partnerpay.artifacts.models import Artifact
 from partnerpay.dependencies import SessionDep, UnitOfWorkRoute
 from partnerpay.firms.service import get_firm
 from partnerpay.listing import ListQuery, PaginationMetadata, list_query
+from partnerpay.pagination import NumberedPage
 from partnerpay.partners.dependencies import PartnerDep
+from partnerpay.partners.service import AuthenticatedPartner
+from partnerpay.payments.models import Payment
 from partnerpay.problems import problem_responses
 from partnerpay.transactions import service
 from partnerpay.transactions.schemas import (
@@ -25,6 +30,13 @@ TransactionQuery = Annotated[
 ]
 
 
+def _search(
+    session: Session, partner: AuthenticatedPartner, firm_id: str, query: ListQuery
+) -> NumberedPage[tuple[Payment, Artifact]]:
+    firm = get_firm(session, partner.id, firm_id)
+    return service.search_transactions(session, firm.id, query)
+
+
 @router.get(
     "/firms/{firm_id}/transactions",
     summary="Search a firm's transactions",
@@ -36,8 +48,7 @@ def list_transactions(
 ) -> ModelResponse:
     """The firm's payments made from `from` (default: seven days before `to`) to `to`
     (default: now), every filter met, a page at a time. Prefer the v4 list."""
-    firm = get_firm(session, partner.id, firm_id)
-    page = service.search_transactions(session, firm.id, query)
+    page = _search(session, partner, firm_id, query)
     return ModelResponse(
         TransactionsResponse(
             transactions=service.transactions_out(session, page.items),
@@ -57,8 +68,7 @@ def list_transactions_v4(
 ) -> ModelResponse:
     """As the v3 list, each transaction with its surcharge and whether it can be
     refunded."""
-    firm = get_firm(session, partner.id, firm_id)
-    page = service.search_transactions(session, firm.id, query)
+    page = _search(session, partner, firm_id, query)
     return ModelResponse(
         TransactionsResponseV2(
             transactions=service.transactions_v2_out(session, page.items),

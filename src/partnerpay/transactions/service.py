@@ -92,8 +92,7 @@ def search_transactions(
         page=query.page,
         page_size=query.page_size,
     )
-    rows = [(row[0], row[1]) for row in page.items]
-    return NumberedPage(rows, page.page, page.page_size, page.total)
+    return page.map(lambda row: (row[0], row[1]))
 
 
 def get_transaction(

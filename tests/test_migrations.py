@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Uuid, bindparam, inspect, text
 
 from partnerpay.config import Settings
-from partnerpay.db import Database, alembic_config, upgrade_database
+from partnerpay.db import Database, UTCDateTime, alembic_config, upgrade_database, utcnow
 from partnerpay.firms.models import SettlementAccount
 from partnerpay.invoices import service as invoices
 from partnerpay.invoices.schemas import InvoiceIn, InvoiceOut
@@ -281,6 +281,26 @@ def _second_office_account(database: Database, firm: Firm) -> uuid.UUID:
         return account.id
 
 
+def _account_as_0009_writes_it(database: Database, firm: Firm) -> uuid.UUID:
+    """A new firm's Trust account inserted with 0009's columns only, as a process still
+    running 0009's code during a rolling deploy writes it."""
+    account_id = uuid.uuid4()
+    columns = "id, firm_id, account_type, account_name, branch_code, account_number, created_at"
+    with database.unit_of_work() as session:
+        session.execute(
+            text(
+                f"INSERT INTO settlement_accounts ({columns}) "
+                "VALUES (:id, :firm_id, 'Trust', 'Old Trust', '000-000', '000000000', :now)"
+            ).bindparams(
+                bindparam("id", type_=Uuid()),
+                bindparam("firm_id", type_=Uuid()),
+                bindparam("now", type_=UTCDateTime()),
+            ),
+            {"id": account_id, "firm_id": firm.id, "now": utcnow()},
+        )
+    return account_id
+
+
 def test_bank_accounts_come_back_from_one_of_each_type(
     database_url: str, own_database_url: str
 ) -> None:
@@ -288,7 +308,8 @@ def test_bank_accounts_come_back_from_one_of_each_type(
     default per type; going down to 0009 restores the constraint and keeps the accounts an
     invoice settles to (SQLite rebuilds the table others reference), and coming back up
     makes each of them its type's default. A firm with two accounts of a type cannot go
-    down, and nothing is changed."""
+    down, and nothing is changed. An account written by 0009's code (a rolling deploy)
+    is its type's default, Valid and a company's."""
     upgrade_database(own_database_url)
     database = Database(own_database_url)
     try:
@@ -331,6 +352,15 @@ def test_bank_accounts_come_back_from_one_of_each_type(
             assert (account.account_holder_type, account.deleted_at) == ("company", None)
             assert account.updated_at == account.created_at
         second = _second_office_account(database, firm)
+        written_by_0009 = _account_as_0009_writes_it(database, create_firm(database, partner))
+        with database.session(read_only=True) as session:
+            account = session.get_one(SettlementAccount, written_by_0009)
+            assert (account.is_default, account.status, account.account_holder_type) == (
+                True,
+                "Valid",
+                "company",
+            )
+            assert account.updated_at is not None
         database.engine.dispose()
 
         with pytest.raises(RuntimeError, match=rf"firm {firm.id}.* has 2 Office account"):

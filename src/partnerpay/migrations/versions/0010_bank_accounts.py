@@ -4,8 +4,10 @@ the type's default, and deleting one keeps its row
 The UNIQUE (firm_id, account_type) gives way to a partial unique index: one default per
 (firm, type) among the accounts not deleted. Every existing account is its type's default
 (it was the only one), ``Valid``, held by a ``company``, and last updated when it was
-created. New rows state each of these, so the server defaults that fill the existing rows
-are dropped again.
+created. The server defaults that fill them stay: processes still running 0009 during a
+rolling deploy know none of these columns, and the accounts they write (a new firm's, each
+the first of its type) are just that, a ``Valid`` company's default. partnerpay itself
+writes every column.
 
 On SQLite the unique constraint is part of the table, which is rebuilt (batch mode, its
 unnamed constraint named by ``NAMING_CONVENTION`` so that it can be dropped); other tables
@@ -42,11 +44,14 @@ ONE_OF_EACH_TYPE = {
 }
 DEFAULT_INDEX = "uq_settlement_accounts_default"
 ONE_DEFAULT_PER_TYPE = "is_default AND deleted_at IS NULL"
-# The new columns that existing rows fill from a server default, with that default.
+# The new columns that existing rows, and rows written by 0009's code, fill from a
+# server default: their type and that default.
 FILLED_COLUMNS: dict[str, tuple[sa.types.TypeEngine[Any], Any]] = {
     "account_holder_type": (sa.String(16), "company"),
     "is_default": (sa.Boolean(), sa.true()),
     "status": (sa.String(16), "Valid"),
+    # Existing rows are then given their created_at.
+    "updated_at": (partnerpay.db.UTCDateTime(timezone=True), sa.text("CURRENT_TIMESTAMP")),
 }
 OPTIONAL_COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "external_id": sa.String(255),
@@ -54,7 +59,6 @@ OPTIONAL_COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "alias": sa.String(200),
     "bank": sa.String(200),
     "deleted_at": partnerpay.db.UTCDateTime(timezone=True),
-    "updated_at": partnerpay.db.UTCDateTime(timezone=True),  # filled from created_at
 }
 
 
@@ -79,15 +83,6 @@ def upgrade() -> None:
             batch_op.add_column(sa.Column(name, type_, nullable=False, server_default=default))
         for name, type_ in OPTIONAL_COLUMNS.items():
             batch_op.add_column(sa.Column(name, type_, nullable=True))
-    op.execute(f"UPDATE {TABLE} SET updated_at = created_at")
-    with _settlement_accounts() as batch_op:
-        batch_op.alter_column(
-            "updated_at", existing_type=OPTIONAL_COLUMNS["updated_at"], nullable=False
-        )
-        for name, (type_, _default) in FILLED_COLUMNS.items():
-            batch_op.alter_column(
-                name, existing_type=type_, existing_nullable=False, server_default=None
-            )
         batch_op.create_index(
             DEFAULT_INDEX,
             ["firm_id", "account_type"],
@@ -95,6 +90,7 @@ def upgrade() -> None:
             sqlite_where=sa.text(ONE_DEFAULT_PER_TYPE),
             postgresql_where=sa.text(ONE_DEFAULT_PER_TYPE),
         )
+    op.execute(f"UPDATE {TABLE} SET updated_at = created_at")
 
 
 def _refuse_what_0009_cannot_hold() -> None:
